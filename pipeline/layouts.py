@@ -1,0 +1,189 @@
+"""Dataset layouts on disk (COCO captions + COCO-Stuff maps; detectron2 semantic
+segmentation) and the image index every later stage reads.
+
+The index is one parquet per split, one row per image: `image_id` int64, `file_name`
+(image path relative to the split's image folder), `label_file` (relative to the label
+folder), `height`/`width` int32, `captions` list<string>. It streams: later stages read it
+in row batches, never the images themselves all at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+INDEX_SCHEMA = pa.schema([
+    ("image_id", pa.int64()),
+    ("file_name", pa.string()),
+    ("label_file", pa.string()),
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+    ("captions", pa.list_(pa.string())),
+])
+INDEX_ROW_GROUP = 8192
+
+COCO_LAYOUT_HELP = """expected a detectron2-prepared COCO layout:
+  <root>/<images>/000000000009.jpg ...           (data.coco.images)
+  <root>/<captions>  COCO captions JSON with "images" (id, file_name, height, width)
+                     and "annotations" (image_id, caption)   (data.coco.captions)
+  <root>/<labels>/000000000009.png ...           COCO-Stuff label maps, 255 = ignore,
+                     made by detectron2's prepare_coco_stuff (data.coco.labels)"""
+
+SEMSEG_LAYOUT_HELP = """expected a detectron2 semantic-segmentation layout:
+  <root>/images/validation/<name>.jpg
+  <root>/annotations_detectron2/validation/<name>.png   (same <name>, 255 = ignore)"""
+
+
+class LayoutError(ValueError):
+    """A dataset folder that does not have the expected layout; says what was expected."""
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    image_id: int
+    file_name: str
+    label_file: str
+    height: int
+    width: int
+    captions: tuple[str, ...] = ()
+
+
+def write_index(path: str | Path, rows: list[IndexRow]) -> None:
+    """Write an index parquet, rows sorted by image_id; same rows give the same bytes."""
+    rows = sorted(rows, key=lambda r: r.image_id)
+    table = pa.table(
+        {
+            "image_id": [r.image_id for r in rows],
+            "file_name": [r.file_name for r in rows],
+            "label_file": [r.label_file for r in rows],
+            "height": [r.height for r in rows],
+            "width": [r.width for r in rows],
+            "captions": [list(r.captions) for r in rows],
+        },
+        schema=INDEX_SCHEMA,
+    )
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, row_group_size=INDEX_ROW_GROUP, compression="zstd")
+    tmp.replace(path)
+
+
+def iter_index(path: str | Path, batch_size: int = 1024):
+    """Yield IndexRow objects from an index parquet, one row batch at a time."""
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=batch_size):
+        cols = batch.to_pydict()
+        for i in range(batch.num_rows):
+            yield IndexRow(cols["image_id"][i], cols["file_name"][i], cols["label_file"][i],
+                           cols["height"][i], cols["width"][i], tuple(cols["captions"][i]))
+
+
+def _fail(msg: str, help_text: str) -> LayoutError:
+    return LayoutError(f"{msg}\n{help_text}")
+
+
+def index_coco(root: str | Path, images: str, captions: str, labels: str) -> list[IndexRow]:
+    """Validate a COCO captions + COCO-Stuff layout and return its index rows.
+
+    Checks every image listed in the captions JSON has its JPEG and its label PNG, and at
+    least one caption. Reads only file metadata and the captions JSON (tens of MB for COCO).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise _fail(f"COCO root not found: {root} (data.coco.root)", COCO_LAYOUT_HELP)
+    image_dir, label_dir, cap_path = root / images, root / labels, root / captions
+    for p, key in ((image_dir, "images"), (label_dir, "labels")):
+        if not p.is_dir():
+            raise _fail(f"COCO folder not found: {p} (data.coco.{key})", COCO_LAYOUT_HELP)
+    if not cap_path.is_file():
+        raise _fail(f"COCO captions file not found: {cap_path} (data.coco.captions)",
+                    COCO_LAYOUT_HELP)
+    try:
+        with open(cap_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _fail(f"COCO captions file is not valid JSON: {cap_path}: {e}",
+                    COCO_LAYOUT_HELP) from e
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise _fail(f"{cap_path}: needs top-level 'images' and 'annotations' lists",
+                    COCO_LAYOUT_HELP)
+    caps: dict[int, list[str]] = {}
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or "image_id" not in ann or \
+                not isinstance(ann.get("caption"), str):
+            raise _fail(f"{cap_path}: annotations[{i}] needs 'image_id' and a 'caption' string",
+                        COCO_LAYOUT_HELP)
+        caps.setdefault(int(ann["image_id"]), []).append(ann["caption"].strip())
+    rows, missing = [], []
+    for i, img in enumerate(data["images"]):
+        try:
+            image_id, file_name = int(img["id"]), str(img["file_name"])
+            height, width = int(img["height"]), int(img["width"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise _fail(f"{cap_path}: images[{i}] needs id, file_name, height, width ({e})",
+                        COCO_LAYOUT_HELP) from e
+        label_file = str(Path(file_name).with_suffix(".png"))
+        for p in (image_dir / file_name, label_dir / label_file):
+            if not p.is_file():
+                missing.append(str(p))
+        if image_id not in caps:
+            raise _fail(f"{cap_path}: image {image_id} ({file_name}) has no caption",
+                        COCO_LAYOUT_HELP)
+        rows.append(IndexRow(image_id, file_name, label_file, height, width,
+                             tuple(caps[image_id])))
+    if missing:
+        shown = "\n  ".join(missing[:5])
+        raise _fail(f"{len(missing)} file(s) listed in {cap_path} are missing, e.g.:\n  {shown}",
+                    COCO_LAYOUT_HELP)
+    if not rows:
+        raise _fail(f"{cap_path} lists no images", COCO_LAYOUT_HELP)
+    return rows
+
+
+def index_semseg(root: str | Path, image_ext: str = ".jpg") -> list[IndexRow]:
+    """Validate a detectron2 semantic-segmentation split and return its index rows
+    (image ids are positions in sorted file-name order; no captions)."""
+    from PIL import Image
+
+    root = Path(root)
+    image_dir = root / "images" / "validation"
+    label_dir = root / "annotations_detectron2" / "validation"
+    for p in (image_dir, label_dir):
+        if not p.is_dir():
+            raise _fail(f"folder not found: {p}", SEMSEG_LAYOUT_HELP)
+    images = sorted(image_dir.glob(f"*{image_ext}"))
+    if not images:
+        raise _fail(f"no {image_ext} images in {image_dir}", SEMSEG_LAYOUT_HELP)
+    rows = []
+    for i, img_path in enumerate(images):
+        label = label_dir / (img_path.stem + ".png")
+        if not label.is_file():
+            raise _fail(f"label map missing for {img_path.name}: {label}", SEMSEG_LAYOUT_HELP)
+        with Image.open(img_path) as im:
+            width, height = im.size
+        rows.append(IndexRow(i, img_path.name, label.name, height, width))
+    return rows
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of the prepared data, as listed in data/index/splits.json."""
+
+    name: str
+    role: str  # "train" | "probe" | "eval"
+    image_dir: str
+    label_dir: str
+    index: str
+    classes: str
+    ignore_label: int = 255
+
+
+def read_splits(path: str | Path) -> dict[str, Split]:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return {name: Split(name=name, **s) for name, s in data["splits"].items()}

@@ -1,0 +1,150 @@
+"""Typed, validated view of params.yaml: one dataclass per stage section.
+
+Every tunable lives in params.yaml (so `dvc exp run -S key=value` can reach it). Loading
+checks each key against these dataclasses and stops on an unknown key, a wrong type or an
+out-of-range value with a message that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params.yaml value that cannot be used; the message names the key."""
+
+
+def _spec(default, *, ge=None, le=None, choices=None, doc=""):
+    """A dataclass field carrying its allowed range or choices."""
+    meta = {"ge": ge, "le": le, "choices": choices, "doc": doc}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class CocoPaths:
+    """Real COCO layout (detectron2-prepared COCO-Stuff); paths relative to `root`."""
+
+    root: str = _spec("datasets/coco", doc="COCO root directory")
+    images: str = _spec("train2017", doc="folder of training JPEGs")
+    captions: str = _spec("annotations/captions_train2017.json", doc="COCO captions JSON")
+    labels: str = _spec("stuffthingmaps_detectron2/train2017", doc="COCO-Stuff label PNGs")
+    probe_images: int = _spec(2000, ge=1, doc="images scanned for single-thing probe samples")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = _spec("synthetic", choices=("synthetic", "coco"))
+    seed: int = _spec(0, ge=0)
+    image_size: int = _spec(64, ge=32, le=1024, doc="synthetic image side in pixels")
+    train_images: int = _spec(10000, ge=8)
+    eval_images: int = _spec(300, ge=4, doc="images per synthetic evaluation split")
+    probe_images: int = _spec(640, ge=4, doc="single-object images for the CLIP probe")
+    captions_per_image: int = _spec(5, ge=1, le=10)
+    max_things: int = _spec(4, ge=1, le=8, doc="thing objects per training image, at most")
+    workers: int = _spec(2, ge=1, le=64, doc="processes for rendering")
+    coco: CocoPaths = field(default_factory=CocoPaths)
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    pretrained: str = _spec(
+        "", doc="open_clip pretrained tag or local checkpoint; empty: pretrain from scratch"
+    )
+    arch: str = _spec("ovseg-tiny-vit", doc="open_clip model config name")
+    seed: int = _spec(0, ge=0)
+    steps: int = _spec(300, ge=1)
+    batch_size: int = _spec(128, ge=2)
+    lr: float = _spec(2e-3, ge=0.0, le=1.0)
+    weight_decay: float = _spec(0.1, ge=0.0, le=10.0)
+    warmup_steps: int = _spec(30, ge=0)
+    threads: int = _spec(2, ge=1, le=256, doc="torch CPU threads")
+    probe_batch_size: int = _spec(256, ge=1)
+    control_steps: int = _spec(600, ge=1, doc="steps of the outline-only control classifier")
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams = field(default_factory=DataParams)
+    clip: ClipParams = field(default_factory=ClipParams)
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_value(key: str, value: Any, tp, meta: dict) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ParamsError(f"params: '{key}' must be a mapping of {_type_name(tp)} keys")
+        return _build(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    # YAML reads 1e-3 without a dot as a string; accept it where a float is expected.
+    if tp is float and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if tp is bool and not isinstance(value, bool) or (
+        tp is not bool and (not isinstance(value, tp) or isinstance(value, bool))
+    ):
+        raise ParamsError(
+            f"params: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+        )
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ParamsError(f"params: '{key}' = {value!r}; allowed: {', '.join(meta['choices'])}")
+    if meta.get("ge") is not None and value < meta["ge"]:
+        raise ParamsError(f"params: '{key}' = {value!r}; must be >= {meta['ge']}")
+    if meta.get("le") is not None and value > meta["le"]:
+        raise ParamsError(f"params: '{key}' = {value!r}; must be <= {meta['le']}")
+    return value
+
+
+def _build(cls, raw: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        where = f"'{prefix}'" if prefix else "the top level"
+        raise ParamsError(
+            f"params: unknown key '{_join(prefix, unknown[0])}' in {where}; "
+            f"allowed: {', '.join(sorted(fields))}"
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _check_value(
+            _join(prefix, name), value, hints[name], dict(fields[name].metadata)
+        )
+    return cls(**values)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def parse_params(raw: dict | None) -> Params:
+    """Validate a params mapping (as read from YAML) into `Params`."""
+    return _build(Params, raw or {})
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path} (run from the repository root)")
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw)
+
+
+def to_dict(params) -> dict:
+    return dataclasses.asdict(params)
