@@ -24,7 +24,11 @@ from pipeline.class_lists import ClassList
 from pipeline.files import encode_jpeg, encode_png, json_bytes
 from pipeline.world_captions import caption_scene
 from pipeline.world_classes import (
-    EVAL_VOCABS, THING_IDS, TRAIN_VOCAB, WORLD_CLASSES, SplitVocabulary,
+    EVAL_VOCABS,
+    THING_IDS,
+    TRAIN_VOCAB,
+    WORLD_CLASSES,
+    SplitVocabulary,
 )
 from pipeline.world_render import sample_probe_scene, sample_training_scene
 

@@ -1,0 +1,32 @@
+# Two set-up commands (README): `make repro` runs the pipeline, `make test` runs the tests.
+# Both create the virtual environment on first use.
+VENV := .venv
+PYTHON ?= python3
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export NLTK_DATA := $(CURDIR)/.nltk_data
+
+.PHONY: repro test lint env nltk clean-env
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements.lock -e ".[dev]"
+	touch $@
+
+nltk: $(VENV)/.installed
+	$(BIN)/python -m pipeline.nltk_setup --dir $(NLTK_DATA)
+
+repro: env nltk
+	$(BIN)/dvc repro
+
+test: env nltk
+	$(BIN)/python -m pytest -q
+
+lint: env
+	$(BIN)/ruff check pipeline stages tests
+
+clean-env:
+	rm -rf $(VENV)

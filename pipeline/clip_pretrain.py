@@ -1,0 +1,98 @@
+"""Contrastive pretraining of a small CLIP on images and their captions (open_clip's
+loss and tokenizer), for the embedded world where no pretrained CLIP can be downloaded."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from open_clip.loss import ClipLoss
+
+
+def cosine_lr(step: int, total: int, warmup: int, base_lr: float) -> float:
+    """Linear warm-up to base_lr over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base_lr * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on gains, biases, embeddings and logit_scale (as open_clip trains)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name \
+                or "logit_scale" in name or "embedding" in name or "class_embedding" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": no_decay, "weight_decay": 0.0},
+            {"params": decay, "weight_decay": weight_decay}]
+
+
+def caption_batches(
+    num_images: int, num_captions: Callable[[int], int], batch_size: int, steps: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (image indices, caption indices) for `steps` batches: epochs of seeded
+    permutations, one random caption of each image per epoch."""
+    rng = np.random.default_rng(seed)
+    perm, pos = rng.permutation(num_images), 0
+    for _ in range(steps):
+        if pos + batch_size > num_images:
+            perm, pos = rng.permutation(num_images), 0
+        idx = perm[pos:pos + batch_size]
+        pos += batch_size
+        caps = np.array([rng.integers(num_captions(int(i))) for i in idx])
+        yield idx, caps
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    lr: float
+    logit_scale: float
+
+
+def train_clip(
+    model: torch.nn.Module,
+    load_batch: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterator[tuple[np.ndarray, np.ndarray]],
+    steps: int,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    on_step: Callable[[StepLog], None] = lambda log: None,
+) -> list[StepLog]:
+    """Train `model` in place with the CLIP contrastive loss; load_batch maps (image
+    indices, caption indices) to (images (B, 3, S, S), tokens (B, L))."""
+    loss_fn = ClipLoss()
+    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98),
+                            eps=1e-6)
+    model.train()
+    logs = []
+    for step, (idx, caps) in enumerate(batches):
+        if step >= steps:
+            break
+        cur_lr = cosine_lr(step, steps, warmup_steps, lr)
+        for g in opt.param_groups:
+            g["lr"] = cur_lr
+        images, tokens = load_batch(idx, caps)
+        image_f = model.encode_image(images, normalize=True)
+        text_f = model.encode_text(tokens, normalize=True)
+        loss = loss_fn(image_f, text_f, model.logit_scale.exp())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():  # CLIP clamps the temperature at 100
+            model.logit_scale.clamp_(0, math.log(100))
+        log = StepLog(step, loss.item(), cur_lr, model.logit_scale.exp().item())
+        logs.append(log)
+        on_step(log)
+    model.eval()
+    return logs

@@ -1,0 +1,110 @@
+"""Install the NLTK data the noun miner uses into a project-local folder.
+
+Tries `nltk.download` first (WordNet 3.0 and the perceptron POS tagger). Where NLTK's
+server cannot be reached, copies WordNet 3.0 from Debian's `wordnet-base` and `wordnet-sense-index` packages
+(/usr/share/wordnet), adding the `lexnames` file that package lacks. No POS-tagger model
+is available offline; the miner then falls back to a WordNet noun lexicon.
+
+    python -m pipeline.nltk_setup --dir .nltk_data
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+DEBIAN_WORDNET = Path("/usr/share/wordnet")
+# WordNet 3.0 lexicographer files: number, name, syntactic category.
+LEXNAMES = [
+    "adj.all 3", "adj.pert 3", "adv.all 4", "noun.Tops 1", "noun.act 1", "noun.animal 1",
+    "noun.artifact 1", "noun.attribute 1", "noun.body 1", "noun.cognition 1",
+    "noun.communication 1", "noun.event 1", "noun.feeling 1", "noun.food 1", "noun.group 1",
+    "noun.location 1", "noun.motive 1", "noun.object 1", "noun.person 1",
+    "noun.phenomenon 1", "noun.plant 1", "noun.possession 1", "noun.process 1",
+    "noun.quantity 1", "noun.relation 1", "noun.shape 1", "noun.state 1",
+    "noun.substance 1", "noun.time 1", "verb.body 2", "verb.change 2", "verb.cognition 2",
+    "verb.communication 2", "verb.competition 2", "verb.consumption 2", "verb.contact 2",
+    "verb.creation 2", "verb.emotion 2", "verb.motion 2", "verb.perception 2",
+    "verb.possession 2", "verb.social 2", "verb.stative 2", "verb.weather 2", "adj.ppl 3",
+]
+INSTALL_HELP = ("WordNet 3.0 is missing. Either allow NLTK to download it "
+                "(python -c \"import nltk; nltk.download('wordnet')\") or install Debian's "
+                "package (apt-get install wordnet-base wordnet-sense-index) and run `make nltk` again.")
+
+
+def lexnames_text() -> str:
+    return "".join(f"{i:02d}\t{entry.split()[0]}\t{entry.split()[1]}\n"
+                   for i, entry in enumerate(LEXNAMES))
+
+
+def wordnet_works(data_dir: Path) -> bool:
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    # nltk only reads data from folders on its search path.
+    if str(data_dir) not in nltk.data.path:
+        nltk.data.path.insert(0, str(data_dir))
+    try:
+        reader = WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
+        return bool(reader.synsets("dog")) and bool(reader.synsets("traffic_light"))
+    except Exception:
+        return False
+
+
+def copy_debian_wordnet(data_dir: Path, source: Path = DEBIAN_WORDNET) -> bool:
+    if not (source / "data.noun").is_file() or not (source / "index.sense").is_file():
+        return False
+    target = data_dir / "corpora" / "wordnet"
+    tmp = target.with_name(".wordnet.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in source.iterdir():
+        if f.is_file():
+            shutil.copyfile(f, tmp / f.name)
+    if not (tmp / "lexnames").is_file():
+        (tmp / "lexnames").write_text(lexnames_text())
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return True
+
+
+def try_download(data_dir: Path, packages=("wordnet", "averaged_perceptron_tagger_eng")):
+    import nltk
+
+    socket.setdefaulttimeout(15)
+    for pkg in packages:
+        try:
+            nltk.download(pkg, download_dir=str(data_dir), quiet=True, raise_on_error=True)
+        except Exception as e:  # offline: the fallback below takes over
+            print(f"nltk.download({pkg!r}) failed: {type(e).__name__}", file=sys.stderr)
+    # nltk downloads WordNet as a zip; unpack it so the corpus reader finds a folder.
+    z = data_dir / "corpora" / "wordnet.zip"
+    if z.is_file() and not (data_dir / "corpora" / "wordnet").is_dir():
+        shutil.unpack_archive(z, data_dir / "corpora")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dir", default=".nltk_data")
+    args = ap.parse_args(argv)
+    data_dir = Path(args.dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if wordnet_works(data_dir):
+        print(f"NLTK WordNet ready in {data_dir}")
+        return 0
+    try_download(data_dir)
+    if not wordnet_works(data_dir) and copy_debian_wordnet(data_dir):
+        print(f"copied WordNet 3.0 from {DEBIAN_WORDNET} (Debian wordnet-base)")
+    if wordnet_works(data_dir):
+        print(f"NLTK WordNet ready in {data_dir}")
+        return 0
+    # Not fatal here: only the mine_pairs stage needs WordNet, and it stops with this message.
+    print(f"warning: {INSTALL_HELP}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

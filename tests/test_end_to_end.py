@@ -1,0 +1,66 @@
+"""dvc repro on a copy of the repo with a reduced world: runs, caches, re-runs on change."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "data": {"train_images": 192, "eval_images": 8, "probe_images": 32, "workers": 2},
+    "clip": {"steps": 6, "batch_size": 32, "warmup_steps": 2, "control_steps": 20},
+}
+
+
+def run(cmd, cwd, env):
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout + res.stderr
+
+
+def test_dvc_repro_cache_and_experiment(tmp_path):
+    work = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    generated = ("data/", "metrics/", "models/clip_", ".dvc/cache", ".dvc/tmp", ".nltk_data/")
+    for f in files:
+        if (REPO / f).is_file() and not f.startswith(generated):
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, work / f)
+    for lock in ("dvc.lock",):
+        (work / lock).unlink(missing_ok=True)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for section, values in SMALL.items():
+        params[section].update(values)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    run(["git", "init", "-q"], work, env)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work, env)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work, env)
+
+    out = run(dvc + ["repro"], work, env)
+    assert "Running stage 'prepare_data'" in out and "Running stage 'base_clip'" in out
+    metrics = json.loads((work / "metrics/base_clip.json").read_text())
+    assert set(metrics["zero_shot"]) >= {"whole_image", "masked_crop_mean", "masked_crop_zero"}
+    assert {"things", "stuff"} <= set(metrics["outline_only_control"])
+    assert (work / "models/clip_base/open_clip_model.safetensors").is_file()
+    first = (work / "data/index/train.parquet").read_bytes()
+
+    out = run(dvc + ["repro"], work, env)
+    assert "Running stage" not in out
+
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work, env)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "lock"], work, env)
+    out = run(dvc + ["exp", "run", "-S", "data.seed=1"], work, env)
+    assert "Running stage 'prepare_data'" in out and "Running stage 'base_clip'" in out
+    assert (work / "data/index/train.parquet").read_bytes() != first
