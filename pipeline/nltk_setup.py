@@ -1,9 +1,9 @@
 """Install the NLTK data the noun miner uses into a project-local folder.
 
 Tries `nltk.download` first (WordNet 3.0 and the perceptron POS tagger). Where NLTK's
-server cannot be reached, copies WordNet 3.0 from Debian's `wordnet-base` and `wordnet-sense-index` packages
-(/usr/share/wordnet), adding the `lexnames` file that package lacks. No POS-tagger model
-is available offline; the miner then falls back to a WordNet noun lexicon.
+server cannot be reached, copies WordNet 3.0 from Debian's `wordnet-base` and
+`wordnet-sense-index` packages (/usr/share/wordnet), adding the `lexnames` file they
+lack. No POS-tagger model is available offline; the miner then falls back to a WordNet noun lexicon.
 
     python -m pipeline.nltk_setup --dir .nltk_data
 """
@@ -32,7 +32,8 @@ LEXNAMES = [
 ]
 INSTALL_HELP = ("WordNet 3.0 is missing. Either allow NLTK to download it "
                 "(python -c \"import nltk; nltk.download('wordnet')\") or install Debian's "
-                "package (apt-get install wordnet-base wordnet-sense-index) and run `make nltk` again.")
+                "package (apt-get install wordnet-base wordnet-sense-index) and run "
+                "`make nltk` again.")
 
 
 def lexnames_text() -> str:

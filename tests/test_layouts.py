@@ -6,7 +6,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.layouts import IndexRow, LayoutError, index_coco, index_semseg, iter_index, write_index
+from pipeline.layouts import (
+    IndexRow,
+    LayoutError,
+    index_coco,
+    index_semseg,
+    iter_index,
+    write_index,
+)
 
 
 def make_coco(root, n=3):

@@ -1,6 +1,10 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
 from pipeline.masked_crops import expand_boxes, mask_boxes, masked_crops
+
+METHODS = ["matmul", "loop"]
 
 
 def _image(h=6, w=8):
@@ -23,32 +27,77 @@ def test_expand_boxes_grows_about_centre_and_clips():
     assert out.tolist() == [[1, 1, 5, 5], [0, 0, 3, 3]]
 
 
-def test_crop_at_native_size_equals_filled_bbox():
+@pytest.mark.parametrize("method", METHODS)
+def test_crop_at_native_size_equals_filled_bbox(method):
     img = _image()
     masks = torch.zeros(1, 6, 8, dtype=torch.bool)
     masks[0, 1:4, 2:5] = True
     masks[0, 1, 2] = False  # a background pixel inside the box
     mean = torch.tensor([0.1, 0.2, 0.3])
-    crops, crop_masks, valid = masked_crops(img, masks, 3, fill="mean", fill_color=mean)
+    crops, crop_masks, valid = masked_crops(img, masks, 3, fill="mean", fill_color=mean,
+                                           method=method)
     # size 3 == box size: bicubic resize to the same size is the identity
     expected = img[:, 1:4, 2:5].clone()
     expected[:, 0, 0] = mean
     assert valid.item()
     assert torch.allclose(crops[0], expected, atol=1e-6)
     assert crop_masks[0].tolist() == masks[0, 1:4, 2:5].tolist()
-    zero, _, _ = masked_crops(img, masks, 3, fill="zero")
+    zero, _, _ = masked_crops(img, masks, 3, fill="zero", method=method)
     assert zero[0, :, 0, 0].tolist() == [0.0, 0.0, 0.0]
-    none, _, _ = masked_crops(img, masks, 3, fill="none")
+    none, _, _ = masked_crops(img, masks, 3, fill="none", method=method)
     assert torch.allclose(none[0], img[:, 1:4, 2:5], atol=1e-6)
 
 
-def test_resize_uses_nearest_for_mask_and_invalid_crops_are_zero():
+@pytest.mark.parametrize("method", METHODS)
+def test_resize_uses_nearest_for_mask_and_invalid_crops_are_zero(method):
     img = _image()
     masks = torch.zeros(2, 6, 8, dtype=torch.bool)
     masks[0, 0:2, 0:2] = True
     masks[0, 0, 1] = False
-    crops, crop_masks, valid = masked_crops(img, masks, 4, fill="zero")
+    crops, crop_masks, valid = masked_crops(img, masks, 4, fill="zero", method=method)
     assert crop_masks[0].tolist() == [[True, True, False, False], [True, True, False, False],
                                       [True, True, True, True], [True, True, True, True]]
     assert valid.tolist() == [True, False]
     assert crops[1].abs().sum() == 0 and not crop_masks[1].any()
+
+
+def per_box_reference(image, masks, size, color, ratio):
+    """One F.interpolate per box: bicubic for the filled crop, nearest for its mask."""
+    n, h, w = masks.shape
+    boxes, valid = mask_boxes(masks)
+    boxes = expand_boxes(boxes, ratio, h, w)
+    crops, crop_masks = torch.zeros(n, 3, size, size), torch.zeros(n, size, size, dtype=bool)
+    for i in range(n):
+        if valid[i]:
+            x0, y0, x1, y1 = boxes[i].tolist()
+            m = masks[i, y0:y1, x0:x1]
+            crop = torch.where(m, image[:, y0:y1, x0:x1], color.view(3, 1, 1))
+            crops[i] = F.interpolate(crop[None], (size, size), mode="bicubic")[0].clamp(0, 1)
+            crop_masks[i] = F.interpolate(m[None, None].float(), (size, size))[0, 0] > 0
+    return crops, crop_masks, valid
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("h, w, size", [(37, 53, 16), (64, 64, 64), (30, 20, 96)])
+def test_batched_crops_match_per_box_interpolate(method, h, w, size):
+    g = torch.Generator().manual_seed(h)
+    image = torch.rand(3, h, w, generator=g)
+    masks = torch.zeros(12, h, w, dtype=torch.bool)
+    for i in range(11):  # random boxes of random pixels; the last mask stays empty
+        y0, x0 = (int(torch.randint(0, s, (1,), generator=g)) for s in (h, w))
+        y1 = y0 + int(torch.randint(1, h - y0 + 1, (1,), generator=g))
+        x1 = x0 + int(torch.randint(1, w - x0 + 1, (1,), generator=g))
+        masks[i, y0:y1, x0:x1] = torch.rand(y1 - y0, x1 - x0, generator=g) > 0.3
+    color = torch.tensor([0.48, 0.46, 0.41])
+    for ratio in (1.0, 1.5):
+        got = masked_crops(image, masks, size, "mean", color, ratio, method=method)
+        want = per_box_reference(image, masks, size, color, ratio)
+        assert torch.allclose(got[0], want[0], atol=1e-5)
+        assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="fill must be one of"):
+        masked_crops(_image(), torch.ones(1, 6, 8, dtype=torch.bool), 4, fill="blur")
+    with pytest.raises(ValueError, match="same H, W"):
+        masked_crops(_image(), torch.ones(1, 5, 8, dtype=torch.bool), 4, fill="zero")

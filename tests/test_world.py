@@ -1,6 +1,6 @@
 import hashlib
-import re
 import json
+import re
 
 import numpy as np
 import pytest
@@ -8,10 +8,17 @@ import pytest
 from pipeline.layouts import index_coco
 from pipeline.world_captions import caption_scene
 from pipeline.world_classes import (
-    EVAL_VOCABS, THING_IDS, TRAIN_VOCAB, WORLD_CLASSES,
+    EVAL_VOCABS,
+    THING_IDS,
+    TRAIN_VOCAB,
+    WORLD_CLASSES,
 )
 from pipeline.world_dataset import (
-    COCO_CAPTIONS, COCO_IMAGES, COCO_LABELS, WorldSpec, write_world,
+    COCO_CAPTIONS,
+    COCO_IMAGES,
+    COCO_LABELS,
+    WorldSpec,
+    write_world,
 )
 from pipeline.world_render import blob_mask, render_scene, sample_training_scene
 
