@@ -63,3 +63,40 @@ def builtin_class_list(name: str) -> ClassList:
                        if p.name.endswith(".json"))
         raise ValueError(f"no built-in class list {name!r}; known: {', '.join(known)}")
     return parse_class_list(json.loads(ref.read_text(encoding="utf-8")), name)
+
+
+def parse_vocabulary_text(text: str, source: str = "<text>") -> list[str]:
+    """One class per line (comma-separated synonyms allowed); blank lines and # comments
+    skipped."""
+    names = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"{source}: no class names (expected one class per line)")
+    return names
+
+
+def load_vocabulary(spec: str) -> list[str]:
+    """Class names from a user's vocabulary spec, tried in this order:
+    - a `.json` file: a class list ({"classes": [...]}) or a plain JSON list of names;
+    - any other existing file: one class per line, synonyms comma-separated;
+    - the name of a built-in list, e.g. "ade20k_150";
+    - otherwise a comma-separated string of classes: "Saturn V, teapot, golden gate"
+      (synonyms need a file, since commas separate classes here).
+    """
+    path = Path(spec)
+    if spec and path.is_file():
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() != ".json":
+            return parse_vocabulary_text(text, spec)
+        data = json.loads(text)
+        if isinstance(data, list) and data and all(isinstance(n, str) and n for n in data):
+            return list(data)
+        return list(parse_class_list(data, spec).names)
+    builtin = resources.files("pipeline") / "classnames" / f"{spec}.json"
+    if spec and "," not in spec and builtin.is_file():
+        return list(builtin_class_list(spec).names)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"empty vocabulary {spec!r}: give a JSON or text file of class names, "
+                         "a built-in list name, or a comma-separated string of classes")
+    return names

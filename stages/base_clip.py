@@ -76,7 +76,7 @@ def pretrain(model, split, tokenizer, size, p, mean, std):
     return logs
 
 
-def run_probe(model, tokenizer, splits, size, mean, p) -> dict:
+def run_probe(model, tokenizer, splits, size, mean, std, p) -> dict:
     split = splits["probe"]
     classes = load_class_list(split.classes)
     thing_ids = [i for i, t in enumerate(classes.isthing) if t]
@@ -96,13 +96,12 @@ def run_probe(model, tokenizer, splits, size, mean, p) -> dict:
         targets.append(position[seg.label])
     if not targets:
         raise RuntimeError(f"no single-thing probe images in {split.index}")
-    mean_, std_ = pixel_stats(model)
     classifier = text_classifier(model, tokenizer, [classes.names[i] for i in thing_ids])
     target = torch.tensor(targets)
     seen = torch.tensor([classes.seen[i] for i in thing_ids])
     out = {"classes": len(thing_ids), "chance": 1.0 / len(thing_ids)}
     for key, v in views.items():
-        x = probe.normalize(torch.stack(v), mean_, std_)
+        x = probe.normalize(torch.stack(v), mean, std)
         pred = probe.zero_shot_predictions(model, x, classifier, p.probe_batch_size)
         out[key] = probe.accuracy_by_group(pred, target, seen)
     return out
@@ -191,7 +190,7 @@ def main(argv=None) -> None:
         "train_steps": len(logs),
         "train_seconds": round(train_seconds, 1),
         "final_loss": round(float(np.mean([log.loss for log in logs[-20:]])), 4) if logs else None,
-        "zero_shot": run_probe(model, tokenizer, splits, size, mean, p),
+        "zero_shot": run_probe(model, tokenizer, splits, size, mean, std, p),
         "outline_only_control": run_outline_control(splits, size, p),
     }
     write_json(METRICS, metrics)

@@ -1,6 +1,16 @@
+import json
+
+import pytest
 import torch
 
-from pipeline.text_classifier import split_synonyms, text_classifier
+from pipeline.class_lists import load_vocabulary
+from pipeline.clip_model import create_clip
+from pipeline.text_classifier import (
+    cached_text_classifier,
+    split_synonyms,
+    text_classifier,
+    text_tower_hash,
+)
 
 
 class FakeCLIP:
@@ -35,3 +45,59 @@ def test_template_ensemble_matches_formula():
 
 def test_split_synonyms():
     assert split_synonyms(" road,  route ,") == ["road", "route"]
+
+
+class CountingCLIP(FakeCLIP):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def encode_text(self, prompts):
+        self.calls += 1
+        return super().encode_text(prompts)
+
+
+def test_cache_hits_only_for_same_weights_classes_and_templates(tmp_path):
+    model = CountingCLIP()
+    first = cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path,
+                                   model_hash="h1")
+    again = cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path,
+                                   model_hash="h1")
+    assert model.calls == 1 and torch.equal(first, again)
+    assert torch.allclose(first, text_classifier(model, lambda x: x, ["cat", "dog"]))
+    cached_text_classifier(model, lambda x: x, ["cat", "dog", "teapot"], tmp_path,
+                           model_hash="h1")
+    cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path, model_hash="h2")
+    cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path, ("a {}.",),
+                           model_hash="h1")
+    assert model.calls == 2 + 3  # the uncached reference call above, then 3 misses
+    # a corrupt entry is recomputed, not an error
+    for f in tmp_path.glob("*.safetensors"):
+        f.write_bytes(b"junk")
+    cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path, model_hash="h1")
+    assert model.calls == 6
+
+
+def test_text_tower_hash_ignores_the_image_tower():
+    model = create_clip("ovseg-tiny-vit")
+    before = text_tower_hash(model)
+    with torch.no_grad():
+        model.visual.proj.add_(1.0)
+        assert text_tower_hash(model) == before
+        model.text_projection.add_(1.0)
+        assert text_tower_hash(model) != before
+
+
+def test_vocabulary_from_files_builtin_names_and_strings(tmp_path):
+    (tmp_path / "v.txt").write_text("# my classes\nroad, route\n\nteapot  # a comment\n")
+    assert load_vocabulary(str(tmp_path / "v.txt")) == ["road, route", "teapot"]
+    (tmp_path / "v.json").write_text(json.dumps(["Saturn V", "golden gate"]))
+    assert load_vocabulary(str(tmp_path / "v.json")) == ["Saturn V", "golden gate"]
+    (tmp_path / "c.json").write_text(json.dumps({"classes": [{"name": "sky"}, "sea"]}))
+    assert load_vocabulary(str(tmp_path / "c.json")) == ["sky", "sea"]
+    ade = load_vocabulary("ade20k_150")
+    assert len(ade) == 150 and ade[6] == "road, route"
+    assert load_vocabulary(" Saturn V, teapot,golden gate ") == ["Saturn V", "teapot",
+                                                                 "golden gate"]
+    with pytest.raises(ValueError, match="empty vocabulary"):
+        load_vocabulary(" , ")

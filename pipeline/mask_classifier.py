@@ -1,0 +1,65 @@
+"""Classify mask proposals with CLIP (OVSeg sec. 3.1, eq. for p_hat):
+masked crop -> CLIP image tower (+ mask prompts) -> p_hat = softmax_k(100 * cos(v, t_k)).
+
+On CPU the model can run with bf16 weights (`cast_for_inference`): cast the model, not
+autocast, since autocast to bf16 is slower than fp32 on CPU. Whether bf16 is faster at all
+depends on the CPU (native bf16 instructions); `benchmarks/bench_mask_clip.py` measures it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.clip_model import pixel_stats
+from pipeline.mask_prompts import encode_image
+from pipeline.masked_crops import masked_crops
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+CLIP_LOGIT_SCALE = 100.0  # OVSeg's fixed temperature for masked-crop classification
+
+
+def cast_for_inference(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
+    """The model in eval mode with its weights in `dtype` ("float32" | "bfloat16" | ...)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return model.to(DTYPES[dtype]).eval()
+
+
+def crop_size(model: torch.nn.Module) -> int:
+    size = model.visual.image_size
+    return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+
+def crops_for_clip(model, image: torch.Tensor, masks: torch.Tensor, fill: str = "mean",
+                   expand_ratio: float = 1.0):
+    """Normalised masked crops (N, 3, S, S) float32, crop masks (N, S, S), valid (N,)."""
+    mean, std = pixel_stats(model)
+    crops, crop_masks, valid = masked_crops(image, masks, crop_size(model), fill,
+                                            mean.to(image.device), expand_ratio)
+    crops = (crops - mean.to(crops).view(1, 3, 1, 1)) / std.to(crops).view(1, 3, 1, 1)
+    return crops, crop_masks, valid
+
+
+@torch.no_grad()
+def classify_masks(model, image: torch.Tensor, masks: torch.Tensor, text_features: torch.Tensor,
+                   prompts: torch.Tensor | None = None, fill: str = "mean",
+                   expand_ratio: float = 1.0, batch_size: int = 64
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities of each mask's crop.
+
+    image: (3, H, W) float in [0, 1]; masks: (N, H, W) bool; text_features: (K, D) unit
+    vectors (`text_classifier`); prompts: (depth, grid*grid, width) mask prompts or None.
+    Returns probs (N, K) float32 (rows of invalid, empty masks are zero) and valid (N,).
+    """
+    crops, crop_masks, valid = crops_for_clip(model, image, masks, fill, expand_ratio)
+    probs = torch.zeros(len(masks), len(text_features))
+    index = torch.nonzero(valid).flatten()
+    dtype = next(model.parameters()).dtype
+    text = text_features.float()
+    for i in range(0, len(index), batch_size):
+        sel = index[i:i + batch_size]
+        feats = encode_image(model, crops[sel].to(dtype), crop_masks[sel], prompts)
+        cos = F.normalize(feats.float(), dim=-1) @ text.T.to(feats.device)  # (n, K)
+        probs[sel.cpu()] = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1).cpu()
+    return probs, valid
