@@ -71,9 +71,41 @@ class ClipParams:
 
 
 @dataclass(frozen=True)
+class ProposalParams:
+    source: str = _spec("net", choices=("net", "gt"),
+                        doc="net: the trained proposal net; gt: ground-truth segments")
+    backbone: str = _spec("small_cnn", doc="small_cnn, or timm:<model name>")
+    backbone_weights: str = _spec("", doc="'' random init, 'download' timm's, or a file")
+    width: int = _spec(32, ge=4, doc="small_cnn first-stage channels")
+    hidden: int = _spec(64, ge=8, doc="pixel decoder / transformer width")
+    queries: int = _spec(16, ge=1, le=1000)
+    decoder_layers: int = _spec(2, ge=1, le=24)
+    heads: int = _spec(4, ge=1)
+    temperature: float = _spec(0.01, ge=1e-4, le=1.0, doc="of the cosine class logits")
+    image_size: int = _spec(64, ge=32, le=2048, doc="square input side, pixels")
+    steps: int = _spec(400, ge=1)
+    batch_size: int = _spec(16, ge=1, doc="images per step, over all processes")
+    lr: float = _spec(1e-3, ge=0.0, le=1.0)
+    weight_decay: float = _spec(1e-4, ge=0.0, le=10.0)
+    warmup_steps: int = _spec(20, ge=0)
+    no_object_weight: float = _spec(0.1, ge=0.0)
+    mask_weight: float = _spec(20.0, ge=0.0)
+    dice_weight: float = _spec(1.0, ge=0.0)
+    seed: int = _spec(0, ge=0)
+    threads: int = _spec(2, ge=1, le=256, doc="torch CPU threads per process")
+    checkpoint_every: int = _spec(100, ge=1, doc="steps between resumable checkpoints")
+    extract_batch_size: int = _spec(64, ge=1)
+    min_score: float = _spec(0.0, ge=0.0, le=1.0, doc="drop proposals scoring below this")
+    row_group_size: int = _spec(8192, ge=1, doc="parquet rows per row group")
+    parts: int = _spec(1, ge=1, doc="parquet parts (one per machine when sharing work)")
+    recall_images: int = _spec(300, ge=1, doc="images per split for metrics/proposals.json")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     clip: ClipParams = field(default_factory=ClipParams)
+    proposals: ProposalParams = field(default_factory=ProposalParams)
 
 
 def _type_name(tp) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from pipeline import clip_probe as probe
@@ -24,6 +23,7 @@ from pipeline.class_lists import load_class_list
 from pipeline.clip_model import create_clip, model_config, pixel_stats, save_clip, tokenizer_for
 from pipeline.clip_pretrain import caption_batches, train_clip
 from pipeline.files import atomic_dir, atomic_write_bytes, write_json
+from pipeline.image_io import read_labels, read_rgb
 from pipeline.layouts import iter_index, read_splits
 from pipeline.masked_crops import masked_crops
 from pipeline.params import load_params
@@ -37,19 +37,6 @@ LOSS_CSV = Path("metrics/base_clip_loss.csv")
 LOSS_PNG = Path("metrics/base_clip_loss.png")
 CONTROL_IMAGES = 3000  # training label maps mined for the outline-only control
 MIN_PROBE_PIXELS = 16
-
-
-def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BICUBIC)
-        return np.asarray(im)
-
-
-def read_labels(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im)
 
 
 def pretrain(model, split, tokenizer, size, p, mean, std):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -17,6 +18,8 @@ pytestmark = pytest.mark.slow
 SMALL = {
     "data": {"train_images": 192, "eval_images": 8, "probe_images": 32, "workers": 2},
     "clip": {"steps": 6, "batch_size": 32, "warmup_steps": 2, "control_steps": 20},
+    "proposals": {"steps": 4, "batch_size": 4, "warmup_steps": 1, "recall_images": 8,
+                  "checkpoint_every": 2, "row_group_size": 64},
 }
 
 
@@ -50,12 +53,18 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work, env)
 
     out = run(dvc + ["repro"], work, env)
-    assert "Running stage 'prepare_data'" in out and "Running stage 'base_clip'" in out
+    for stage in ("prepare_data", "base_clip", "train_proposals", "extract_proposals"):
+        assert f"Running stage '{stage}'" in out
     metrics = json.loads((work / "metrics/base_clip.json").read_text())
     assert set(metrics["zero_shot"]) >= {"whole_image", "masked_crop_mean", "masked_crop_zero"}
     assert {"things", "stuff"} <= set(metrics["outline_only_control"])
     assert (work / "models/clip_base/open_clip_model.safetensors").is_file()
     first = (work / "data/index/train.parquet").read_bytes()
+    proposals = pd.read_parquet(work / "data/proposals")
+    assert proposals["image_id"].nunique() > 100 and proposals["image_id"].is_monotonic_increasing
+    recall = json.loads((work / "metrics/proposals.json").read_text())
+    assert {"train", "world_full", "world_things"} <= set(recall)
+    assert not (work / "data/tmp/train_proposals/last.pt").exists()
 
     out = run(dvc + ["repro"], work, env)
     assert "Running stage" not in out

@@ -1,0 +1,281 @@
+import itertools
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.proposal_loss import LossWeights, match, pairwise_bce, pairwise_dice, set_loss
+from pipeline.proposal_model import ProposalNet, ProposalNetConfig, class_logits
+from pipeline.proposal_recall import segment_recall
+from pipeline.proposal_table import (
+    ImageProposals,
+    ProposalWriter,
+    decode_masks,
+    encode_masks,
+    iter_image_proposals,
+)
+from pipeline.proposal_train import batch_indices, train_proposal_net
+
+
+def brute_force_cost(cost: np.ndarray) -> float:
+    """Minimum over every injective map of the G columns to the Q rows."""
+    q, g = cost.shape
+    return min(sum(cost[rows[j], j] for j in range(g))
+               for rows in itertools.permutations(range(q), g))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matcher_agrees_with_brute_force(seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k, n_gt, pixels = 5, 4, 1 + seed % 3, 30
+    prob = torch.rand(q, k + 1, generator=g).softmax(-1)
+    logits = torch.randn(q, pixels, generator=g) * 3
+    labels = torch.randint(0, k, (n_gt,), generator=g)
+    masks = (torch.rand(n_gt, pixels, generator=g) > 0.5).float()
+    w = LossWeights()
+    qi, gi = match(prob, logits, labels, masks, w)
+    cost = (-prob[:, labels] + w.mask * pairwise_bce(logits, masks)
+            + w.dice * pairwise_dice(logits, masks)).numpy()
+    assert sorted(gi.tolist()) == list(range(n_gt)) and len(set(qi.tolist())) == n_gt
+    assert np.isclose(cost[qi.numpy(), gi.numpy()].sum(), brute_force_cost(cost))
+
+
+def test_pairwise_costs_match_elementwise_formulas():
+    g = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(3, 10, generator=g), (torch.rand(2, 10, generator=g) > 0.5)
+    targets = targets.float()
+    for i in range(3):
+        for j in range(2):
+            bce = F.binary_cross_entropy_with_logits(logits[i], targets[j])
+            p = logits[i].sigmoid()
+            dice = 1 - (2 * (p * targets[j]).sum() + 1) / (p.sum() + targets[j].sum() + 1)
+            assert torch.isclose(pairwise_bce(logits, targets)[i, j], bce, atol=1e-6)
+            assert torch.isclose(pairwise_dice(logits, targets)[i, j], dice, atol=1e-6)
+
+
+def toy_batch(n=4, size=32, seed=0):
+    """Images of 1-2 coloured rectangles on grey; class = colour."""
+    g = torch.Generator().manual_seed(seed)
+    colours = torch.tensor([[1.0, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.2, 1.0]])
+    images = torch.full((n, 3, size, size), 0.5)
+    targets = []
+    for b in range(n):
+        labels, masks = [], []
+        for _ in range(1 + b % 2):
+            c = int(torch.randint(0, 3, (1,), generator=g))
+            y0, x0 = (int(v) for v in torch.randint(0, size // 2, (2,), generator=g))
+            m = torch.zeros(size, size)
+            m[y0:y0 + size // 2, x0:x0 + size // 2] = 1
+            images[b, :, m.bool()] = colours[c][:, None]
+            masks = [mm * (1 - m) for mm in masks] + [m]
+            labels.append(c)
+        small = F.interpolate(torch.stack(masks)[None], size=(size // 4,) * 2, mode="area")[0]
+        targets.append({"labels": torch.tensor(labels), "masks": small})
+    return images, targets
+
+
+def test_model_overfits_a_handful_of_images():
+    torch.manual_seed(0)
+    cfg = ProposalNetConfig(width=16, hidden=32, queries=6, decoder_layers=2, text_dim=8)
+    model = ProposalNet(cfg)
+    text = F.normalize(torch.randn(3, 8), dim=-1)
+    images, targets = toy_batch()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    w = LossWeights()
+    losses = []
+    for _ in range(150):
+        out = model(images)
+        assert out[-1]["mask_logits"].shape == (4, 6, 8, 8)
+        loss, _ = set_loss(out, lambda qt: class_logits(qt, text, model.no_object,
+                                                         cfg.temperature), targets, w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] / 5, (losses[0], losses[-1])
+
+
+def test_rle_round_trips_exactly():
+    g = np.random.default_rng(0)
+    masks = g.random((5, 13, 17)) > 0.5
+    masks[2] = False
+    back = decode_masks(encode_masks(masks), 13, 17)
+    assert back.dtype == bool and np.array_equal(back, masks)
+
+
+def image_proposals(image_id, n, seed):
+    g = np.random.default_rng(seed)
+    masks = g.random((n, 9, 11)) > 0.6
+    return ImageProposals(image_id, masks, g.random(n).astype(np.float32),
+                          g.integers(0, 5, n).astype(np.int32))
+
+
+def test_parquet_round_trips_and_reads_with_plain_pandas(tmp_path):
+    images = [image_proposals(i, n, i) for i, n in zip([3, 7, 8, 20], [4, 0, 5, 3])]
+    path = tmp_path / "part-00000-of-00001.parquet"
+    with ProposalWriter(path, row_group_size=4) as w:
+        for p in images:
+            w.add(p)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3  # 12 rows in groups of 4
+    back = list(iter_image_proposals(tmp_path))
+    assert [p.image_id for p in back] == [3, 8, 20]  # an image without proposals has no rows
+    for want, got in zip([images[0], images[2], images[3]], back):
+        assert np.array_equal(want.masks, got.masks)
+        assert np.array_equal(want.scores, got.scores)
+        assert np.array_equal(want.labels, got.labels)
+    only = list(iter_image_proposals(tmp_path, image_ids={8}))
+    assert [p.image_id for p in only] == [8]
+    df = pd.read_parquet(tmp_path)
+    assert list(df.columns[:8]) == ["image_id", "proposal_id", "height", "width", "rle",
+                                    "bbox", "area", "score"]
+    row = df.iloc[0]
+    mask = images[0].masks[0]
+    ys, xs = np.nonzero(mask)
+    assert list(row["bbox"]) == [xs.min(), ys.min(), xs.max() - xs.min() + 1,
+                                 ys.max() - ys.min() + 1]
+    assert row["area"] == mask.sum()
+    # same proposals, same bytes
+    with ProposalWriter(tmp_path / "again.parquet", row_group_size=4) as w:
+        for p in images:
+            w.add(p)
+    assert path.read_bytes() == (tmp_path / "again.parquet").read_bytes()
+
+
+def test_writer_refuses_out_of_order_images_and_leaves_no_file(tmp_path):
+    path = tmp_path / "p.parquet"
+    with pytest.raises(ValueError, match="increasing image_id"):
+        with ProposalWriter(path, 8) as w:
+            w.add(image_proposals(5, 2, 0))
+            w.add(image_proposals(4, 2, 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_segment_recall_counts_iou_at_least_half():
+    gt = np.zeros((2, 10, 10), dtype=bool)
+    gt[0, :5] = True  # 50 pixels
+    gt[1, 5:] = True
+    props = np.zeros((2, 10, 10), dtype=bool)
+    props[0, :4] = True  # IoU 0.8 with gt 0
+    props[1, 5:7, :5] = True  # IoU 0.2 with gt 1
+    assert segment_recall(props, gt).tolist() == [True, False]
+    assert segment_recall(np.zeros((0, 10, 10), dtype=bool), gt).tolist() == [False, False]
+
+
+def test_resumed_training_equals_uninterrupted():
+    """Interrupt after 2 of 4 steps, restore model + optimizer state, resume at step 2: the
+    weights equal those of an uninterrupted run (batches depend only on seed and step)."""
+    cfg = ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1, text_dim=8)
+    text = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    images, targets = toy_batch(n=6)
+
+    def load_batch(idx):
+        return images[torch.as_tensor(idx)], [targets[i] for i in idx]
+
+    def fresh():
+        torch.manual_seed(0)
+        model = ProposalNet(cfg)
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def train(model, opt, start=0, on_step=lambda log: None):
+        train_proposal_net(model, load_batch, 6, text, LossWeights(), opt, steps=4,
+                           batch_size=2, lr=1e-3, warmup_steps=1, seed=0, start_step=start,
+                           on_step=on_step)
+
+    straight, opt = fresh()
+    train(straight, opt)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(log):
+        if log.step == 1:
+            raise Interrupt
+
+    first, opt1 = fresh()
+    with pytest.raises(Interrupt):
+        train(first, opt1, on_step=stop_after_two)
+    saved = {"model": first.state_dict(), "opt": opt1.state_dict()}
+    resumed, opt2 = fresh()
+    resumed.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
+    train(resumed, opt2, start=2)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), k
+    assert batch_indices(6, 2, 0, 2).tolist() != batch_indices(6, 2, 0, 1).tolist()
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank))
+    torch.set_num_threads(1)
+    from pipeline.proposal_train import init_distributed
+
+    ddp = init_distributed(torch.device("cpu"))
+    cfg = ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1, text_dim=8)
+    torch.manual_seed(0)
+    model = ProposalNet(cfg)
+    text = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    images, targets = toy_batch(n=8)
+    seen = []
+
+    def load_batch(idx):
+        seen.append(idx.tolist())
+        return images[torch.as_tensor(idx)], [targets[i] for i in idx]
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_proposal_net(model, load_batch, 8, text, LossWeights(), opt, steps=2, batch_size=4,
+                       lr=1e-3, warmup_steps=0, seed=0, ddp=ddp)
+    torch.save({"state": model.state_dict(), "seen": seen}, f"{out_dir}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_distributed_ranks_split_batches_and_stay_in_sync(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for step in range(2):
+        both = batch_indices(8, 4, 0, step).tolist()
+        assert r0["seen"][step] == both[0::2] and r1["seen"][step] == both[1::2]
+    # parameters stay identical (gradients are averaged); BatchNorm running statistics are
+    # per rank, and rank 0's are the ones saved
+    params = {n for n, _ in ProposalNet(ProposalNetConfig(
+        width=8, hidden=16, queries=4, decoder_layers=1, text_dim=8)).named_parameters()}
+    for k in params:
+        assert torch.equal(r0["state"][k], r1["state"][k]), k
+    torch.manual_seed(0)
+    init = ProposalNet(ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1,
+                                         text_dim=8)).state_dict()
+    assert not torch.equal(init["class_embed.weight"], r0["state"]["class_embed.weight"])
+
+
+def test_show_proposals_command_draws_a_png(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from pipeline.cli import main
+    from pipeline.layouts import IndexRow, write_index
+
+    (tmp_path / "img").mkdir()
+    Image.fromarray(np.full((9, 11, 3), 128, np.uint8)).save(tmp_path / "img/a.jpg")
+    write_index(tmp_path / "train.parquet", [IndexRow(7, "a.jpg", "a.png", 9, 11, ("x",))])
+    (tmp_path / "splits.json").write_text(json.dumps({"splits": {"train": {
+        "role": "train", "image_dir": str(tmp_path / "img"), "label_dir": str(tmp_path),
+        "index": str(tmp_path / "train.parquet"), "classes": "unused.json"}}}))
+    with ProposalWriter(tmp_path / "props/part-00000-of-00001.parquet", 8) as w:
+        w.add(image_proposals(7, 3, 0))
+    out = tmp_path / "view.png"
+    assert main(["show-proposals", "--proposals", str(tmp_path / "props"), "--splits",
+                 str(tmp_path / "splits.json"), "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 100
+    assert main(["show-proposals", "--proposals", str(tmp_path / "props"), "--splits",
+                 str(tmp_path / "splits.json"), "--image-id", "8", "--out", str(out)]) == 1
