@@ -81,7 +81,10 @@ def mpt_overhead(arch: str, batch: int, depth: int, device: str, repeats: int) -
             plain.append(timed(lambda: model.visual(x), device, 1))
             mpt.append(timed(lambda: encode_image(model, x, masks, prompts), device, 1))
         # the time MPT adds by construction: its token replacements, as the profiler sees
-        with torch.profiler.profile() as prof:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
             encode_image(model, x, masks, prompts)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total + e.self_device_time_total for e in events)

@@ -11,6 +11,7 @@ lack. No POS-tagger model is available offline; the miner then falls back to a W
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import sys
@@ -36,23 +37,35 @@ INSTALL_HELP = ("WordNet 3.0 is missing. Either allow NLTK to download it "
                 "`make nltk` again.")
 
 
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".nltk_data"  # what `make nltk` fills
+
+
 def lexnames_text() -> str:
     return "".join(f"{i:02d}\t{entry.split()[0]}\t{entry.split()[1]}\n"
                    for i, entry in enumerate(LEXNAMES))
 
 
-def wordnet_works(data_dir: Path) -> bool:
+def wordnet_reader(data_dir: str | Path | None = None):
+    """nltk's WordNet corpus reader from `data_dir`, $NLTK_DATA or nltk's usual folders;
+    None if WordNet is not installed (or not usable) there."""
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
     # nltk only reads data from folders on its search path.
-    if str(data_dir) not in nltk.data.path:
-        nltk.data.path.insert(0, str(data_dir))
+    for d in (data_dir, os.environ.get("NLTK_DATA"), DEFAULT_DIR):
+        if d and str(Path(d).resolve()) not in nltk.data.path:
+            nltk.data.path.insert(0, str(Path(d).resolve()))
     try:
         reader = WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
-        return bool(reader.synsets("dog")) and bool(reader.synsets("traffic_light"))
+        if reader.synsets("dog") and reader.synsets("traffic_light"):
+            return reader
     except Exception:
-        return False
+        pass
+    return None
+
+
+def wordnet_works(data_dir: Path) -> bool:
+    return wordnet_reader(data_dir) is not None
 
 
 def copy_debian_wordnet(data_dir: Path, source: Path = DEBIAN_WORDNET) -> bool:
