@@ -102,10 +102,25 @@ class ProposalParams:
 
 
 @dataclass(frozen=True)
+class MineParams:
+    masks: str = _spec("proposals", choices=("proposals", "gt"),
+                       doc="regions nouns are matched to")
+    nouns: str = _spec("captions", choices=("captions", "gt_classes"),
+                       doc="caption nouns, or the labelled classes' names")
+    captions_per_image: int = _spec(1, ge=1, le=10, doc="OVSeg: 1")
+    max_images: int = _spec(0, ge=0, doc="mine the first N training images; 0: all")
+    fill: str = _spec("mean", choices=("mean", "zero"), doc="masked-crop background")
+    expand_ratio: float = _spec(1.0, ge=1.0, le=3.0, doc="masked-crop box growth")
+    threads: int = _spec(2, ge=1, le=256)
+    row_group_size: int = _spec(65536, ge=1)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     clip: ClipParams = field(default_factory=ClipParams)
     proposals: ProposalParams = field(default_factory=ProposalParams)
+    mine: MineParams = field(default_factory=MineParams)
 
 
 def _type_name(tp) -> str:

@@ -20,6 +20,7 @@ SMALL = {
     "clip": {"steps": 6, "batch_size": 32, "warmup_steps": 2, "control_steps": 20},
     "proposals": {"steps": 4, "batch_size": 4, "warmup_steps": 1, "recall_images": 8,
                   "checkpoint_every": 2, "row_group_size": 64},
+    "mine": {"max_images": 48},
 }
 
 
@@ -53,7 +54,8 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work, env)
 
     out = run(dvc + ["repro"], work, env)
-    for stage in ("prepare_data", "base_clip", "train_proposals", "extract_proposals"):
+    for stage in ("prepare_data", "base_clip", "train_proposals", "extract_proposals",
+                  "mine_pairs"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((work / "metrics/base_clip.json").read_text())
     assert set(metrics["zero_shot"]) >= {"whole_image", "masked_crop_mean", "masked_crop_zero"}
@@ -79,3 +81,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     assert (gt["score"] == 1).all() and (gt["label"] >= 0).all()
     recall = json.loads((work / "metrics/proposals.json").read_text())
     assert recall["world_full"]["all"]["recall"] == 1.0  # ground truth covers itself
+    pairs = pd.read_parquet(work / "data/pairs.parquet")
+    mining = json.loads((work / "metrics/mining.json").read_text())
+    assert len(pairs) == mining["pairs"] > 48 and pairs["image_id"].nunique() <= 48
+    assert 0 <= mining["precision_iou50"]["precision"] <= 1  # a 6-step CLIP: any value

@@ -1,0 +1,54 @@
+"""Mask-noun pairs from captions (OVSeg sec. 3.2): each caption noun is paired with the
+image's proposal whose masked-crop CLIP embedding is most similar to the noun's text
+embedding. The official code never released this step; this follows the paper's text.
+
+`data/pairs.parquet`: one row per (image, caption, noun): `image_id` int64,
+`caption_index` int32 (-1 for nouns taken from ground-truth classes), `noun` (as written),
+`lemma`, `proposal_id` int32, `similarity` float32 (cosine), `margin` float32 (to the
+runner-up proposal; 0 when the image has one proposal).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+PAIR_SCHEMA = pa.schema([
+    ("image_id", pa.int64()),
+    ("caption_index", pa.int32()),
+    ("noun", pa.string()),
+    ("lemma", pa.string()),
+    ("proposal_id", pa.int32()),
+    ("similarity", pa.float32()),
+    ("margin", pa.float32()),
+])
+
+
+def best_proposals(region_feats: torch.Tensor, noun_feats: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """region_feats (P, D), noun_feats (N, D), both unit vectors -> for each noun the best
+    proposal index (N,), its cosine similarity (N,) and the margin to the second best (N,)."""
+    sims = noun_feats @ region_feats.T  # (N, P)
+    top = sims.topk(min(2, sims.shape[1]), dim=1)
+    margin = top.values[:, 0] - top.values[:, 1] if sims.shape[1] > 1 \
+        else torch.zeros(len(sims))
+    return top.indices[:, 0], top.values[:, 0], margin
+
+
+def mask_iou_single(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def lemma_classes(names: list[str], extract) -> dict[str, int]:
+    """Noun lemma -> class index, from class names with comma-separated synonyms, each
+    name run through the same noun extractor as the captions (so "puppies" and "puppy"
+    meet)."""
+    out = {}
+    for k, name in enumerate(names):
+        for syn in name.split(","):
+            syn = syn.strip()
+            lemmas = [lemma for _, lemma in extract(syn)] or [syn.lower()]
+            out.setdefault(lemmas[-1], k)
+    return out
