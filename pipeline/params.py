@@ -116,11 +116,23 @@ class MineParams:
 
 
 @dataclass(frozen=True)
+class ShardParams:
+    crop_size: int = _spec(64, ge=8, le=1024, doc="crop side; CLIP's input size")
+    expand_ratio: float = _spec(1.0, ge=1.0, le=3.0, doc="crop box growth")
+    samples_per_shard: int = _spec(2000, ge=1)
+    min_shards: int = _spec(4, ge=1, doc="at least one shard per loader worker")
+    jpeg_quality: int = _spec(95, ge=1, le=100)
+    seed: int = _spec(0, ge=0, doc="which shard each sample goes to")
+    threads: int = _spec(2, ge=1, le=256)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     clip: ClipParams = field(default_factory=ClipParams)
     proposals: ProposalParams = field(default_factory=ProposalParams)
     mine: MineParams = field(default_factory=MineParams)
+    shards: ShardParams = field(default_factory=ShardParams)
 
 
 def _type_name(tp) -> str:

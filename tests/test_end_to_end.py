@@ -55,7 +55,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
 
     out = run(dvc + ["repro"], work, env)
     for stage in ("prepare_data", "base_clip", "train_proposals", "extract_proposals",
-                  "mine_pairs"):
+                  "mine_pairs", "write_shards"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((work / "metrics/base_clip.json").read_text())
     assert set(metrics["zero_shot"]) >= {"whole_image", "masked_crop_mean", "masked_crop_zero"}
@@ -85,3 +85,5 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     mining = json.loads((work / "metrics/mining.json").read_text())
     assert len(pairs) == mining["pairs"] > 48 and pairs["image_id"].nunique() <= 48
     assert 0 <= mining["precision_iou50"]["precision"] <= 1  # a 6-step CLIP: any value
+    sizes = json.loads((work / "data/shards/sizes.json").read_text())
+    assert len(sizes) >= 4 and sum(sizes.values()) == len(pairs)

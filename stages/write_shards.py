@@ -1,0 +1,110 @@
+"""Stage write_shards: one webdataset sample per mined pair - the unfilled masked crop, its
+mask, the noun - in shards that are byte-identical across runs (DESIGN sec. 6).
+
+deps: data/pairs.parquet, data/proposals (or ground-truth segments), images, params shards
+outs: data/shards/shard-*.tar, data/shards/sizes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from pipeline.clip_probe import label_segments
+from pipeline.files import encode_jpeg, encode_png, write_json
+from pipeline.image_io import read_labels, read_rgb
+from pipeline.layouts import iter_index, read_splits
+from pipeline.masked_crops import masked_crops
+from pipeline.params import load_params
+from pipeline.proposal_table import iter_image_proposals
+from pipeline.shards import ShardSet, sample_key, shard_name, shard_of_samples
+
+SPLITS = Path("data/index/splits.json")
+PAIRS = Path("data/pairs.parquet")
+PROPOSALS = Path("data/proposals")
+OUT_DIR = Path("data/shards")
+
+
+def pairs_by_image(pairs: dict) -> dict[int, list[int]]:
+    """image_id -> row numbers of its pairs (pairs are written in image order)."""
+    out: dict[int, list[int]] = {}
+    for i, image_id in enumerate(pairs["image_id"]):
+        out.setdefault(image_id, []).append(i)
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    p, masks_from = params.shards, params.mine.masks
+    torch.set_num_threads(p.threads)
+    pairs = pq.read_table(PAIRS, columns=["image_id", "caption_index", "noun", "lemma",
+                                          "proposal_id", "similarity"]).to_pydict()
+    n = len(pairs["image_id"])
+    if n == 0:  # e.g. an undertrained proposal net: empty shards, and a warning
+        print(f"warning: {PAIRS} holds no pairs; writing empty shards (see "
+              "metrics/mining.json)")
+    n_shards = max(p.min_shards, math.ceil(n / p.samples_per_shard))
+    assign = shard_of_samples(n, n_shards, p.seed)
+    by_image = pairs_by_image(pairs)
+    train = read_splits(SPLITS)["train"]
+    rows = [r for r in iter_index(train.index) if r.image_id in by_image]
+    if masks_from == "proposals":
+        proposals = iter_image_proposals(PROPOSALS, image_ids=set(by_image))
+        masks_of = {}  # filled as the stream reaches each image
+
+        def image_masks(row):
+            while row.image_id not in masks_of:
+                nxt = next(proposals)
+                masks_of.clear()
+                masks_of[nxt.image_id] = nxt.masks
+            return masks_of[row.image_id]
+    else:
+        def image_masks(row):
+            segs = label_segments(row.image_id, read_labels(Path(train.label_dir)
+                                                            / row.label_file))
+            return np.stack([s.mask for s in segs])
+
+    tmp_dir = OUT_DIR.with_name(f".{OUT_DIR.name}.tmp")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    shards = ShardSet(tmp_dir, n_shards)
+    try:
+        for row in tqdm(rows, desc="write shards", unit="image", mininterval=2):
+            idx = by_image[row.image_id]
+            masks = torch.from_numpy(image_masks(row)[[pairs["proposal_id"][i] for i in idx]])
+            image = torch.from_numpy(read_rgb(Path(train.image_dir) / row.file_name).copy())
+            crops, crop_masks, _ = masked_crops(image.permute(2, 0, 1).float() / 255, masks,
+                                                p.crop_size, fill="none",
+                                                expand_ratio=p.expand_ratio)
+            crops = (crops * 255).round().byte().permute(0, 2, 3, 1).numpy()
+            crop_masks = crop_masks.numpy().astype(np.uint8) * 255
+            for k, i in enumerate(idx):
+                meta = {key: pairs[key][i] for key in ("image_id", "caption_index", "lemma",
+                                                       "proposal_id")}
+                meta["similarity"] = round(float(pairs["similarity"][i]), 6)
+                shards.write(int(assign[i]), sample_key(row.image_id,
+                                                        pairs["caption_index"][i], k),
+                             encode_jpeg(crops[k], p.jpeg_quality), encode_png(crop_masks[k]),
+                             pairs["noun"][i], meta)
+        sizes = shards.close()
+    except BaseException:
+        shards.abort()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    write_json(tmp_dir / "sizes.json", {shard_name(i): c for i, c in enumerate(sizes)})
+    shutil.rmtree(OUT_DIR, ignore_errors=True)
+    tmp_dir.replace(OUT_DIR)
+    print(f"wrote {sum(sizes)} samples to {n_shards} shards in {OUT_DIR}")
+
+
+if __name__ == "__main__":
+    main()
