@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pycocotools import mask as mask_utils
 
+from pipeline.clip_probe import label_segments
+
 PROPOSAL_SCHEMA = pa.schema([
     ("image_id", pa.int64()),
     ("proposal_id", pa.int32()),
@@ -60,6 +62,16 @@ class ImageProposals:
     masks: np.ndarray  # (N, H, W) bool
     scores: np.ndarray  # (N,) float32
     labels: np.ndarray | None = None  # (N,) int32 ground-truth classes, or None
+
+
+def gt_proposals(image_id: int, labels: np.ndarray, ignore: int = 255) -> ImageProposals:
+    """The ground-truth segments of a label map as proposals (one per class present, in
+    label order; score 1), for `proposals.source: gt` and `mine.masks: gt`."""
+    segs = label_segments(image_id, labels, ignore)
+    h, w = labels.shape
+    masks = np.stack([s.mask for s in segs]) if segs else np.zeros((0, h, w), dtype=bool)
+    return ImageProposals(image_id, masks, np.ones(len(segs), dtype=np.float32),
+                          np.array([s.label for s in segs], dtype=np.int32))
 
 
 def proposal_columns(p: ImageProposals) -> dict[str, list]:
@@ -187,3 +199,17 @@ def _emit(rows: list[dict], wanted) -> Iterator[ImageProposals]:
     yield ImageProposals(image_id, decode_masks([r["rle"] for r in rows], h, w),
                          np.array([r["score"] for r in rows], dtype=np.float32),
                          np.array([r["label"] for r in rows], dtype=np.int32))
+
+
+def proposals_for_rows(rows, folder: str | Path) -> Iterator[np.ndarray]:
+    """The proposal masks (N, H, W) of each index row in turn, from one stream over the
+    parquet (sorted by image_id, like the index); (0, H, W) for an image without any."""
+    stream = iter_image_proposals(folder, image_ids={r.image_id for r in rows})
+    pending = next(stream, None)
+    for row in rows:
+        while pending is not None and pending.image_id < row.image_id:
+            pending = next(stream, None)
+        if pending is not None and pending.image_id == row.image_id:
+            yield pending.masks
+        else:
+            yield np.zeros((0, row.height, row.width), dtype=bool)

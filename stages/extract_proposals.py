@@ -27,20 +27,12 @@ from pipeline.layouts import iter_index, read_splits
 from pipeline.params import load_params
 from pipeline.proposal_model import image_proposals, load_proposal_net, predict_proposals
 from pipeline.proposal_recall import segment_recall
-from pipeline.proposal_table import ImageProposals, ProposalWriter, part_name
+from pipeline.proposal_table import ImageProposals, ProposalWriter, gt_proposals, part_name
 
 SPLITS = Path("data/index/splits.json")
 NET_DIR = Path("models/proposals")
 OUT_DIR = Path("data/proposals")
 METRICS = Path("metrics/proposals.json")
-
-
-def gt_proposals(image_id: int, labels: np.ndarray, ignore: int) -> ImageProposals:
-    segs = label_segments(image_id, labels, ignore)
-    h, w = labels.shape
-    masks = np.stack([s.mask for s in segs]) if segs else np.zeros((0, h, w), dtype=bool)
-    return ImageProposals(image_id, masks, np.ones(len(segs), dtype=np.float32),
-                          np.array([s.label for s in segs], dtype=np.int32))
 
 
 def net_proposals(net, text, rows, image_dir: Path, p) -> list[ImageProposals]:

@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from pipeline.class_lists import load_class_list
 from pipeline.clip_model import load_clip, tokenizer_for
-from pipeline.clip_probe import label_segments
 from pipeline.files import write_json
 from pipeline.image_io import read_labels, read_rgb
 from pipeline.layouts import iter_index, read_splits
@@ -33,7 +32,7 @@ from pipeline.nltk_setup import INSTALL_HELP, wordnet_reader
 from pipeline.nouns import NounExtractor, perceptron_tagger
 from pipeline.pair_mining import PAIR_SCHEMA, best_proposals, lemma_classes, mask_iou_single
 from pipeline.params import load_params
-from pipeline.proposal_table import iter_image_proposals
+from pipeline.proposal_table import gt_proposals, proposals_for_rows
 from pipeline.text_classifier import cached_text_classifier
 
 SPLITS = Path("data/index/splits.json")
@@ -55,34 +54,16 @@ def class_names_with_synonyms(splits, train_names: list[str]) -> list[str]:
     return [synonyms.get(n.split(",")[0].strip(), n) for n in train_names]
 
 
-def image_nouns(row, p, extractor, train_names, labels) -> list[tuple[int, str, str]]:
+def image_nouns(row, p, extractor, train_names, labels, ignore: int
+                ) -> list[tuple[int, str, str]]:
     """(caption index, noun, lemma) to pair in one image."""
     if p.nouns == "gt_classes":
-        present = [int(c) for c in np.unique(labels) if c != 255]
+        present = [int(c) for c in np.unique(labels) if c != ignore]
         return [(-1, train_names[c], train_names[c]) for c in present]
     out = []
     for ci, caption in enumerate(row.captions[:p.captions_per_image]):
         out += [(ci, noun, lemma) for noun, lemma in extractor.extract(caption)]
     return out
-
-
-def image_masks(rows, p, label_dir: Path):
-    """(row, (N, H, W) bool masks) per training image: its proposals (streamed from the
-    parquet, which is sorted like the index) or its ground-truth segments."""
-    if p.masks == "gt":
-        for row in rows:
-            segs = label_segments(row.image_id, read_labels(label_dir / row.label_file))
-            yield row, np.stack([s.mask for s in segs]) if segs else np.zeros((0, 1, 1), bool)
-        return
-    proposals = iter_image_proposals(PROPOSALS)
-    pending = next(proposals, None)
-    for row in rows:
-        while pending is not None and pending.image_id < row.image_id:
-            pending = next(proposals, None)
-        if pending is not None and pending.image_id == row.image_id:
-            yield row, pending.masks
-        else:
-            yield row, np.zeros((0, row.height, row.width), dtype=bool)
 
 
 def main(argv=None) -> None:
@@ -110,7 +91,8 @@ def main(argv=None) -> None:
     nouns = {}
     for row in tqdm(rows, desc="caption nouns", unit="image", mininterval=2):
         labels = read_labels(label_dir / row.label_file) if p.nouns == "gt_classes" else None
-        nouns[row.image_id] = image_nouns(row, p, extractor, train_names, labels)
+        nouns[row.image_id] = image_nouns(row, p, extractor, train_names, labels,
+                                          train.ignore_label)
     lemmas = sorted({lemma for ns in nouns.values() for _, _, lemma in ns})
     clip = load_clip(CLIP_DIR).eval()
     text = cached_text_classifier(clip, tokenizer_for(CLIP_DIR), lemmas, TEXT_CACHE)
@@ -145,14 +127,17 @@ def main(argv=None) -> None:
                     correct += mask_iou_single(masks[b], labels == c) >= 0.5
         batch.clear()
 
-    for row, masks in tqdm(image_masks(rows, p, label_dir), total=len(rows),
-                           desc="mine pairs", unit="image", mininterval=2):
+    streamed = proposals_for_rows(rows, PROPOSALS) if p.masks == "proposals" else None
+    for row in tqdm(rows, desc="mine pairs", unit="image", mininterval=2):
+        labels = read_labels(label_dir / row.label_file)
+        masks = next(streamed) if streamed is not None else \
+            gt_proposals(row.image_id, labels, train.ignore_label).masks
         if not nouns[row.image_id] or len(masks) == 0:
             continue
         image = torch.from_numpy(read_rgb(image_dir / row.file_name).copy()).permute(2, 0, 1)
         crops, _, valid = crops_for_clip(clip, image.float() / 255, torch.from_numpy(masks),
                                          p.fill, p.expand_ratio)
-        batch.append((row, read_labels(label_dir / row.label_file), masks, crops, valid))
+        batch.append((row, labels, masks, crops, valid))
         if sum(len(b[3]) for b in batch) >= CROP_BATCH:
             flush()
     flush()

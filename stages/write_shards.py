@@ -17,13 +17,12 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from pipeline.clip_probe import label_segments
 from pipeline.files import encode_jpeg, encode_png, write_json
 from pipeline.image_io import read_labels, read_rgb
 from pipeline.layouts import iter_index, read_splits
 from pipeline.masked_crops import masked_crops
 from pipeline.params import load_params
-from pipeline.proposal_table import iter_image_proposals
+from pipeline.proposal_table import gt_proposals, proposals_for_rows
 from pipeline.shards import ShardSet, sample_key, shard_name, shard_of_samples
 
 SPLITS = Path("data/index/splits.json")
@@ -58,21 +57,13 @@ def main(argv=None) -> None:
     by_image = pairs_by_image(pairs)
     train = read_splits(SPLITS)["train"]
     rows = [r for r in iter_index(train.index) if r.image_id in by_image]
-    if masks_from == "proposals":
-        proposals = iter_image_proposals(PROPOSALS, image_ids=set(by_image))
-        masks_of = {}  # filled as the stream reaches each image
+    streamed = proposals_for_rows(rows, PROPOSALS) if masks_from == "proposals" else None
 
-        def image_masks(row):
-            while row.image_id not in masks_of:
-                nxt = next(proposals)
-                masks_of.clear()
-                masks_of[nxt.image_id] = nxt.masks
-            return masks_of[row.image_id]
-    else:
-        def image_masks(row):
-            segs = label_segments(row.image_id, read_labels(Path(train.label_dir)
-                                                            / row.label_file))
-            return np.stack([s.mask for s in segs])
+    def image_masks(row):
+        if streamed is not None:
+            return next(streamed)
+        labels = read_labels(Path(train.label_dir) / row.label_file)
+        return gt_proposals(row.image_id, labels, train.ignore_label).masks
 
     tmp_dir = OUT_DIR.with_name(f".{OUT_DIR.name}.tmp")
     shutil.rmtree(tmp_dir, ignore_errors=True)
