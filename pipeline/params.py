@@ -20,9 +20,9 @@ class ParamsError(ValueError):
     """A params.yaml value that cannot be used; the message names the key."""
 
 
-def _spec(default, *, ge=None, le=None, choices=None, doc=""):
+def _spec(default, *, ge=None, gt=None, le=None, choices=None, doc=""):
     """A dataclass field carrying its allowed range or choices."""
-    meta = {"ge": ge, "le": le, "choices": choices, "doc": doc}
+    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "doc": doc}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -127,12 +127,58 @@ class ShardParams:
 
 
 @dataclass(frozen=True)
+class AdaptParams:
+    """Shared by finetune, prompt_tune and adaptation_report."""
+
+    fill: str = _spec("mean", choices=("mean", "zero"),
+                      doc="masked-crop background, applied after augmentation")
+    scale_min: float = _spec(0.9, gt=0.0, le=1.0, doc="random resized crop: least area kept")
+    scale_max: float = _spec(1.0, gt=0.0, le=1.0, doc="random resized crop: most area kept")
+    shuffle_buffer: int = _spec(2000, ge=1, doc="samples in the seeded shuffle buffer")
+    workers: int = _spec(0, ge=0, le=64, doc="loader processes per training process")
+    threads: int = _spec(2, ge=1, le=256, doc="torch CPU threads per process")
+    precision: str = _spec("auto", choices=("auto", "fp32", "bf16"),
+                           doc="auto: bf16 autocast on GPU, fp32 on CPU")
+    seed: int = _spec(0, ge=0)
+    eval_batch_size: int = _spec(256, ge=1)
+    mpt_only_row: bool = _spec(True, doc="adaptation_report trains MPT on the base CLIP for "
+                                         "its 'mpt' row when the pipeline did not")
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    enabled: bool = _spec(True)
+    epochs: float = _spec(5.0, gt=0.0, doc="passes over the shards (OVSeg: 5)")
+    batch_size: int = _spec(128, ge=2, doc="global, over all processes")
+    lr: float = _spec(5e-6, ge=0.0, le=1.0, doc="OVSeg: 5e-6 for a pretrained ViT-L")
+    weight_decay: float = _spec(0.2, ge=0.0, le=10.0)
+    warmup_steps: int = _spec(10, ge=0)
+    checkpoint_every: int = _spec(50, ge=1, doc="steps between resumable checkpoints")
+
+
+@dataclass(frozen=True)
+class PromptTuneParams:
+    enabled: bool = _spec(True)
+    order: str = _spec("ft_then_mpt", choices=("ft_then_mpt", "mpt_then_ft", "simultaneous"))
+    depth: int = _spec(3, ge=1, doc="prompted ViT blocks (OVSeg: 3)")
+    epochs: float = _spec(5.0, gt=0.0)
+    batch_size: int = _spec(128, ge=2, doc="global, over all processes")
+    lr: float = _spec(2e-2, ge=0.0, le=10.0)
+    weight_decay: float = _spec(0.0, ge=0.0, le=10.0)
+    warmup_steps: int = _spec(10, ge=0)
+    checkpoint_every: int = _spec(50, ge=1)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     clip: ClipParams = field(default_factory=ClipParams)
     proposals: ProposalParams = field(default_factory=ProposalParams)
     mine: MineParams = field(default_factory=MineParams)
     shards: ShardParams = field(default_factory=ShardParams)
+    adapt: AdaptParams = field(default_factory=AdaptParams)
+    ft: FinetuneParams = field(default_factory=FinetuneParams)
+    mpt: PromptTuneParams = field(default_factory=PromptTuneParams)
 
 
 def _type_name(tp) -> str:
@@ -162,6 +208,8 @@ def _check_value(key: str, value: Any, tp, meta: dict) -> Any:
         raise ParamsError(f"params: '{key}' = {value!r}; allowed: {', '.join(meta['choices'])}")
     if meta.get("ge") is not None and value < meta["ge"]:
         raise ParamsError(f"params: '{key}' = {value!r}; must be >= {meta['ge']}")
+    if meta.get("gt") is not None and value <= meta["gt"]:
+        raise ParamsError(f"params: '{key}' = {value!r}; must be > {meta['gt']}")
     if meta.get("le") is not None and value > meta["le"]:
         raise ParamsError(f"params: '{key}' = {value!r}; must be <= {meta['le']}")
     return value

@@ -1,0 +1,235 @@
+"""One adaptation run as the finetune and prompt_tune stages drive it: shards -> batches,
+nouns -> frozen text features, a resumable checkpoint, a progress bar, the loss log.
+
+Resume: every `checkpoint_every` steps rank 0 writes the trainable state, the optimizer
+and the log so far to `resume_path`, tagged with a fingerprint of everything that
+defines the run. A later run with the same fingerprint continues from the saved step
+(the loader skips to that step's batch); any other fingerprint starts afresh.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder, adaptation_optimizer, train_adaptation
+from pipeline.clip_model import WEIGHTS_NAME, pixel_stats, tokenizer_for
+from pipeline.files import atomic_write_bytes
+from pipeline.mask_classifier import crop_size
+from pipeline.mask_prompts import MaskPrompts
+from pipeline.params import to_dict
+from pipeline.plots import curves_png
+from pipeline.proposal_train import Distributed, init_distributed
+from pipeline.shard_loader import Augment, ShardBatches, ShardList, batch_loader, noun_vocabulary
+from pipeline.text_classifier import cached_text_classifier
+
+LOG_FIELDS = ("step", "phase", "loss", "clip_lr", "prompt_lr")
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    aug: Augment
+    batch_size: int
+    seed: int
+    workers: int = 0
+    buffer: int = 2000
+
+
+def steps_for_epochs(samples: int, batch_size: int, epochs: float) -> int:
+    """Optimizer steps of `epochs` passes (epochs drop their last incomplete batch)."""
+    return max(1, int(round(epochs * (samples // batch_size))))
+
+
+def run_device() -> tuple[torch.device, Distributed]:
+    """The GPU of this rank when there is one, else the CPU; joins torchrun's group."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ddp = init_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", ddp.rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device, ddp
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def trainable_state(encoder: MaskedCropEncoder) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in encoder.named_parameters() if v.requires_grad}
+
+
+def save_checkpoint(path: Path, encoder, optimizer, step: int, logs: list, tag: str) -> None:
+    buf = io.BytesIO()
+    torch.save({"trainable": trainable_state(encoder), "optimizer": optimizer.state_dict(),
+                "step": step, "logs": logs, "fingerprint": tag}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, encoder, optimizer, tag: str, device) -> tuple[int, list]:
+    """(start step, logs so far); (0, []) when there is no checkpoint of this run."""
+    if not path.is_file():
+        return 0, []
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state.get("fingerprint") != tag:
+        print(f"ignoring {path}: it belongs to a run with other inputs or params")
+        return 0, []
+    params = dict(encoder.named_parameters())
+    with torch.no_grad():
+        for k, v in state["trainable"].items():
+            params[k].copy_(v)
+    optimizer.load_state_dict(state["optimizer"])
+    print(f"resuming from step {state['step']} ({path})")
+    return state["step"], state["logs"]
+
+
+def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardList,
+                   loader: LoaderSettings, text_features: torch.Tensor, nouns: list[str],
+                   resume_path: Path, tag: str, checkpoint_every: int, device: torch.device,
+                   ddp: Distributed, precision: str = "auto", phase: str = "",
+                   keep_final: bool = False) -> list[dict]:
+    """Train `encoder` in place by `plan`; returns the per-step log (dicts of LOG_FIELDS).
+    `tag` fingerprints the run's inputs; a checkpoint with another tag is ignored.
+    keep_final: also checkpoint the last step, so that a later phase of the same stage can
+    be resumed without training this one again."""
+    phase = phase or plan.name
+    encoder.to(device)
+    optimizer = adaptation_optimizer(encoder, plan)
+    start, logs = load_checkpoint(resume_path, encoder, optimizer, tag, device)
+    dataset = ShardBatches(shards, loader.aug, loader.batch_size, plan.steps, loader.seed,
+                           start, ddp.rank, ddp.world, loader.buffer)
+    batches = batch_loader(dataset, loader.workers, pin_memory=device.type == "cuda")
+    bar = tqdm(total=plan.steps, initial=start, desc=phase, unit="step", mininterval=2,
+               disable=not ddp.main)
+
+    def on_step(log):
+        logs.append({"phase": phase, **dataclasses.asdict(log)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{log.loss:.3f}", refresh=False)
+        done = log.step + 1
+        if ddp.main and done % checkpoint_every == 0 and done < plan.steps:
+            save_checkpoint(resume_path, encoder, optimizer, done, logs, tag)
+
+    noun_index = {n: i for i, n in enumerate(nouns)}
+    train_adaptation(encoder, batches, text_features.to(device), noun_index, optimizer, plan,
+                     start, ddp, precision, on_step)
+    bar.close()
+    if keep_final and ddp.main and start < plan.steps:
+        save_checkpoint(resume_path, encoder, optimizer, plan.steps, logs, tag)
+    return logs
+
+
+def write_loss_log(logs: list[dict], csv_path: Path, png_path: Path, title: str) -> None:
+    """The loss and learning-rate curve as CSV (a DVC plot) and PNG. Steps count on across
+    phases of a two-phase run."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(LOG_FIELDS)
+    for i, r in enumerate(logs):
+        w.writerow([i, r["phase"], f"{r['loss']:.5f}", f"{r['clip_lr']:.6g}",
+                    f"{r['prompt_lr']:.6g}"])
+    atomic_write_bytes(csv_path, buf.getvalue().encode())
+    if logs:
+        curves = {"loss": [r["loss"] for r in logs]}
+        for key in ("clip_lr", "prompt_lr"):
+            if any(r[key] for r in logs):
+                curves[key] = [r[key] for r in logs]
+        png = curves_png(list(range(len(logs))), curves, "step", title)
+    else:
+        png = curves_png([0], {"loss": [0.0]}, "step", f"{title}: not trained")
+    atomic_write_bytes(png_path, png)
+
+
+def noun_text_features(model, tokenizer, shards: ShardList, cache_dir: Path
+                       ) -> tuple[list[str], torch.Tensor]:
+    """The shards' nouns and their frozen text features (V, D): the ViLD-template classifier
+    the evaluation uses, so training and zero-shot inference see the same text side."""
+    nouns = noun_vocabulary(shards)
+    if not nouns:
+        raise ValueError(f"the shards ({shards.paths[0]} ...) hold no samples: nothing to "
+                         "train on (see metrics/mining.json)")
+    return nouns, cached_text_classifier(model, tokenizer, nouns, cache_dir)
+
+
+def loader_settings(p, model, batch_size: int) -> LoaderSettings:
+    """Loader of the `adapt` params section for `model`'s input size and pixel stats."""
+    if p.scale_min > p.scale_max:
+        raise ValueError(f"adapt.scale_min ({p.scale_min}) must not exceed adapt.scale_max "
+                         f"({p.scale_max})")
+    mean, std = pixel_stats(model)
+    aug = Augment(crop_size(model), (p.scale_min, p.scale_max), fill=p.fill,
+                  mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+    return LoaderSettings(aug, batch_size, p.seed, p.workers, p.shuffle_buffer)
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def inputs_digest(clip_dir: Path, shards: ShardList) -> dict:
+    """What a resumable checkpoint must match besides params: the starting CLIP's weights
+    and the shards."""
+    return {"clip": file_digest(Path(clip_dir) / WEIGHTS_NAME),
+            "shards": [(Path(p).name, os.path.getsize(p)) for p in shards.paths]}
+
+
+def phase_plan(phase: str, ft, mpt, samples: int) -> tuple[AdaptPlan, int, int]:
+    """(plan, global batch size, checkpoint interval) of one phase."""
+    if phase == "mpt":
+        return AdaptPlan(False, True, steps_for_epochs(samples, mpt.batch_size, mpt.epochs),
+                         mpt.warmup_steps, prompt_lr=mpt.lr,
+                         prompt_weight_decay=mpt.weight_decay), mpt.batch_size, \
+            mpt.checkpoint_every
+    if phase == "ft":
+        return AdaptPlan(True, False, steps_for_epochs(samples, ft.batch_size, ft.epochs),
+                         ft.warmup_steps, clip_lr=ft.lr, clip_weight_decay=ft.weight_decay), \
+            ft.batch_size, ft.checkpoint_every
+    epochs = max(ft.epochs, mpt.epochs)
+    return AdaptPlan(True, True, steps_for_epochs(samples, ft.batch_size, epochs),
+                     ft.warmup_steps, ft.lr, ft.weight_decay, mpt.lr, mpt.weight_decay), \
+        ft.batch_size, ft.checkpoint_every
+
+
+def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, clip_dir: Path,
+                resume_dir: Path, text_cache: Path, device, ddp
+                ) -> tuple[MaskPrompts, list[dict], dict]:
+    """Run the phases ("mpt", "ft", "simultaneous") one after the other on `model` (loaded
+    from clip_dir; trained in place) with new zero prompts of `depth`. Each phase resumes
+    from resume_dir/<k>-<phase>.pt. Returns the prompts, the step log and a summary."""
+    ft, mpt, a = params.ft, params.mpt, params.adapt
+    shards = ShardList.from_dir(shards_dir)
+    nouns, text = noun_text_features(model, tokenizer_for(clip_dir), shards, text_cache)
+    encoder = MaskedCropEncoder(model, MaskPrompts.for_model(model, depth))
+    inputs = inputs_digest(clip_dir, shards)
+    logs, summary = [], {"phases": [], "nouns": len(nouns)}
+    for k, phase in enumerate(phases):
+        plan, batch_size, every = phase_plan(phase, ft, mpt, shards.samples)
+        tag = fingerprint({"phases": phases[:k + 1], "mpt": to_dict(mpt),
+                           "ft": to_dict(ft), "adapt": to_dict(a), "inputs": inputs})
+        t0 = time.time()
+        logs += run_adaptation(encoder, plan, shards, loader_settings(a, model, batch_size),
+                               text, nouns, resume_dir / f"{k}-{phase}.pt", tag, every,
+                               device, ddp, a.precision, phase=phase,
+                               keep_final=k + 1 < len(phases))
+        seconds = time.time() - t0
+        summary["phases"].append({"phase": phase, "steps": plan.steps,
+                                  "samples": plan.steps * batch_size,
+                                  "train_seconds": round(seconds, 1),
+                                  "samples_per_second": round(plan.steps * batch_size / seconds,
+                                                              1)})
+    if logs:
+        summary["final_loss"] = round(sum(r["loss"] for r in logs[-10:]) / len(logs[-10:]), 4)
+    return encoder.prompts, logs, summary

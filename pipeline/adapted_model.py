@@ -1,0 +1,72 @@
+"""The adapted CLIP the pipeline hands to evaluation: a CLIP checkpoint plus optional mask
+prompts, named by `models/mask_prompts/adapted.json`.
+
+The stage graph is fixed (finetune, then prompt_tune), but `mpt.order` decides which of
+them changes CLIP's weights:
+- ft_then_mpt: finetune trains CLIP (models/clip_ft); prompt_tune trains prompts on it;
+- mpt_then_ft, simultaneous: finetune passes the base CLIP through, and prompt_tune
+  trains the prompts first and then CLIP, or both at once, writing its own CLIP copy
+  (models/mask_prompts/clip).
+The manifest says which CLIP folder goes with the prompts, so readers need not know.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from pipeline.clip_model import load_clip
+from pipeline.files import write_json
+from pipeline.mask_prompts import load_prompts
+
+MANIFEST = "adapted.json"
+PROMPTS_FILE = "mask_prompts.safetensors"
+FT_MARKER = "finetune.json"  # in models/clip_ft: whether its weights were finetuned
+
+
+def finetune_plan(ft_enabled: bool, mpt_enabled: bool, order: str) -> bool:
+    """Does the finetune stage itself train CLIP? Only when FT comes first (or alone)."""
+    return ft_enabled and (order == "ft_then_mpt" or not mpt_enabled)
+
+
+def prompt_tune_phases(ft_enabled: bool, mpt_enabled: bool, order: str) -> list[str]:
+    """What the prompt_tune stage trains, in order: "mpt", "ft" or "simultaneous"."""
+    if not mpt_enabled:
+        return []
+    if not ft_enabled or order == "ft_then_mpt":
+        return ["mpt"]
+    return ["mpt", "ft"] if order == "mpt_then_ft" else ["simultaneous"]
+
+
+def was_finetuned(clip_dir: str | Path) -> bool:
+    """Did the finetune stage train the CLIP in clip_dir (or pass the base CLIP through)?"""
+    marker = Path(clip_dir) / FT_MARKER
+    return marker.is_file() and bool(json.loads(marker.read_text()).get("finetuned"))
+
+
+def write_manifest(out_dir: Path, clip_dir: str, prompts_file: str | None, meta: dict) -> None:
+    write_json(Path(out_dir) / MANIFEST, {"clip": clip_dir, "prompts": prompts_file, **meta})
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no {MANIFEST} in {folder}: run `dvc repro prompt_tune`")
+    return json.loads(path.read_text())
+
+
+def load_adapted(folder: str | Path = "models/mask_prompts"
+                 ) -> tuple[torch.nn.Module, torch.Tensor | None, dict]:
+    """(CLIP in eval mode, prompts (depth, grid*grid, width) or None, manifest). The CLIP
+    path in the manifest is relative to the repository root, or to `folder` when it
+    starts with './'."""
+    manifest = read_manifest(folder)
+    clip_dir = manifest["clip"]
+    clip_path = Path(folder) / clip_dir[2:] if clip_dir.startswith("./") else Path(clip_dir)
+    model = load_clip(clip_path).eval()
+    prompts = None
+    if manifest.get("prompts"):
+        prompts, _ = load_prompts(Path(folder) / manifest["prompts"])
+    return model, prompts, manifest

@@ -1,0 +1,102 @@
+"""Zero-shot top-1 of CLIP variants on the ground-truth masked crops of an evaluation split:
+every class segment of every image, classified among the split's class names. The
+adaptation table of OVSeg (FT, MPT, both) in miniature, on regions instead of mIoU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.class_lists import ClassList
+from pipeline.clip_probe import accuracy_by_group, label_segments, outline_control, outline_features
+from pipeline.image_io import read_labels, read_rgb
+from pipeline.mask_classifier import crops_for_clip
+from pipeline.mask_prompts import encode_image
+
+
+@dataclass
+class Variant:
+    model: torch.nn.Module
+    prompts: torch.Tensor | None  # (depth, grid*grid, width) or None
+    text: torch.Tensor  # (K, D) unit vectors of the split's classes
+
+
+@dataclass
+class RegionSet:
+    """One crop per ground-truth segment, streamed image by image."""
+
+    image_index: int
+    label: np.ndarray  # (N,) class index of each segment
+    crops: torch.Tensor  # (N, 3, S, S) normalised, background filled
+    crop_masks: torch.Tensor  # (N, S, S) bool
+
+
+def split_regions(rows: Iterable, image_dir: Path, label_dir: Path, ignore: int, model,
+                  fill: str, min_pixels: int = 1) -> Iterable[RegionSet]:
+    """Masked crops of the labelled segments of each image (segments of fewer than
+    `min_pixels` pixels are skipped)."""
+    for n, row in enumerate(rows):
+        labels = read_labels(label_dir / row.label_file)
+        segs = [s for s in label_segments(row.image_id, labels, ignore)
+                if s.mask.sum() >= min_pixels]
+        if not segs:
+            continue
+        image = torch.from_numpy(read_rgb(image_dir / row.file_name).copy())
+        image = image.permute(2, 0, 1).float() / 255
+        masks = torch.from_numpy(np.stack([s.mask for s in segs]))
+        crops, crop_masks, _ = crops_for_clip(model, image, masks, fill)
+        yield RegionSet(n, np.array([s.label for s in segs]), crops, crop_masks)
+
+
+@torch.no_grad()
+def predict(variant: Variant, crops: torch.Tensor, crop_masks: torch.Tensor,
+            batch_size: int = 256) -> torch.Tensor:
+    """(N,) predicted class index of each normalised crop."""
+    out = []
+    for i in range(0, len(crops), batch_size):
+        f = encode_image(variant.model, crops[i:i + batch_size],
+                         crop_masks[i:i + batch_size], variant.prompts)
+        out.append((F.normalize(f.float(), dim=-1) @ variant.text.T).argmax(dim=1))
+    return torch.cat(out)
+
+
+def region_accuracy(regions: Iterable[RegionSet], variants: dict[str, Variant],
+                    classes: ClassList, batch_size: int = 256,
+                    control_steps: int = 600, seed: int = 0) -> dict:
+    """{variant: top-1 over all / seen / unseen classes} and an outline-only control: an
+    MLP that sees only the crop masks, trained on the first 80% of the images and tested
+    on the rest (near chance unless outlines give the class away)."""
+    preds = {name: [] for name in variants}
+    targets, outlines, image_of = [], [], []
+    for r in regions:
+        for name, v in variants.items():
+            preds[name].append(predict(v, r.crops, r.crop_masks, batch_size))
+        targets.append(torch.from_numpy(r.label))
+        outlines.append(outline_features(r.crop_masks))
+        image_of += [r.image_index] * len(r.label)
+    if not targets:
+        raise ValueError("no labelled segments in this split")
+    target = torch.cat(targets)
+    seen = torch.tensor(classes.seen)
+    out = {name: accuracy_by_group(torch.cat(p), target, seen) for name, p in preds.items()}
+    out["outline_only_control"] = outline_accuracy(torch.cat(outlines), target,
+                                                   np.array(image_of), control_steps, seed)
+    out["classes"] = len(classes)
+    return out
+
+
+def outline_accuracy(features: torch.Tensor, target: torch.Tensor, image_of: np.ndarray,
+                     steps: int, seed: int) -> dict:
+    cut = np.quantile(np.unique(image_of), 0.8)
+    train = torch.from_numpy(image_of <= cut)
+    labels, remapped = torch.unique(target, return_inverse=True)
+    acc = outline_control(features[train], remapped[train], features[~train],
+                          remapped[~train], len(labels), steps, seed)
+    counts = torch.bincount(remapped[~train], minlength=len(labels))
+    return {"accuracy": acc, "classes": len(labels), "chance": 1.0 / len(labels),
+            "majority": float(counts.max() / counts.sum()), "n_test": int((~train).sum())}

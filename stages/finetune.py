@@ -1,0 +1,98 @@
+"""Stage finetune (FT, OVSeg sec. 3.3): train the base CLIP's image tower on the masked-crop
+shards with the CLIP contrastive loss, text tower frozen.
+
+deps: models/clip_base, data/shards, params ft, adapt, mpt.order, mpt.enabled
+outs: models/clip_ft/ (open_clip local-dir checkpoint + finetune.json),
+      metrics/finetune.json, metrics/finetune_loss.csv (+ .png)
+
+When FT is off (`ft.enabled: false`) or comes after MPT (`mpt.order` mpt_then_ft or
+simultaneous: prompt_tune trains CLIP then), models/clip_ft is the base CLIP unchanged.
+Resumable (data/tmp/finetune/last.pt). Several processes or GPUs:
+`torchrun --nproc_per_node 4 -m stages.finetune`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from pipeline.adapt_run import (
+    fingerprint,
+    inputs_digest,
+    loader_settings,
+    noun_text_features,
+    run_adaptation,
+    run_device,
+    steps_for_epochs,
+    write_loss_log,
+)
+from pipeline.adapted_model import FT_MARKER, finetune_plan
+from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder
+from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
+from pipeline.files import atomic_dir, write_json
+from pipeline.params import load_params, to_dict
+from pipeline.shard_loader import ShardList
+
+BASE_DIR = Path("models/clip_base")
+SHARDS = Path("data/shards")
+OUT_DIR = Path("models/clip_ft")
+RESUME = Path("data/tmp/finetune/last.pt")
+METRICS = Path("metrics/finetune.json")
+LOSS_CSV = Path("metrics/finetune_loss.csv")
+LOSS_PNG = Path("metrics/finetune_loss.png")
+TEXT_CACHE = Path(".cache/text_classifiers")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    ft, mpt, a = params.ft, params.mpt, params.adapt
+    device, ddp = run_device()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    model = load_clip(BASE_DIR)
+    model_cfg = json.loads((BASE_DIR / CONFIG_NAME).read_text())["model_cfg"]
+    trains = finetune_plan(ft.enabled, mpt.enabled, mpt.order)
+    logs, info = [], {"finetuned": trains}
+    t0 = time.time()
+    if trains:
+        shards = ShardList.from_dir(SHARDS)
+        nouns, text = noun_text_features(model, tokenizer_for(BASE_DIR), shards, TEXT_CACHE)
+        plan = AdaptPlan(train_clip=True, train_prompts=False,
+                         steps=steps_for_epochs(shards.samples, ft.batch_size, ft.epochs),
+                         warmup_steps=ft.warmup_steps, clip_lr=ft.lr,
+                         clip_weight_decay=ft.weight_decay)
+        tag = fingerprint({"stage": "finetune", "ft": to_dict(ft), "adapt": to_dict(a),
+                           "inputs": inputs_digest(BASE_DIR, shards)})
+        logs = run_adaptation(MaskedCropEncoder(model), plan, shards,
+                              loader_settings(a, model, ft.batch_size), text, nouns, RESUME,
+                              tag, ft.checkpoint_every, device, ddp, a.precision, phase="ft")
+        seconds = time.time() - t0
+        info.update(steps=plan.steps, samples=plan.steps * ft.batch_size, nouns=len(nouns),
+                    train_seconds=round(seconds, 1),
+                    samples_per_second=round(plan.steps * ft.batch_size / seconds, 1),
+                    first_loss=round(logs[0]["loss"], 4),
+                    final_loss=round(sum(r["loss"] for r in logs[-10:]) / len(logs[-10:]), 4))
+    else:
+        info["reason"] = ("ft.enabled is false" if not ft.enabled else
+                          f"mpt.order is {mpt.order}: prompt_tune trains CLIP")
+    if not ddp.main:
+        return
+    with atomic_dir(OUT_DIR) as out:
+        save_clip(model.cpu().eval(), model_cfg, out)
+        write_json(out / FT_MARKER, {"finetuned": trains, "from": str(BASE_DIR)})
+    write_loss_log(logs, LOSS_CSV, LOSS_PNG, "FT: masked-crop contrastive loss")
+    write_json(METRICS, info)
+    RESUME.unlink(missing_ok=True)
+    print("finetune:", {k: v for k, v in info.items() if k != "reason"} if trains
+          else f"skipped ({info['reason']}); {OUT_DIR} is the base CLIP")
+
+
+if __name__ == "__main__":
+    main()
