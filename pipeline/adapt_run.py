@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder, adaptation_optimizer, train_adaptation
 from pipeline.clip_model import WEIGHTS_NAME, pixel_stats, tokenizer_for
+from pipeline.distributed import Distributed, init_distributed
 from pipeline.files import atomic_write_bytes
 from pipeline.mask_classifier import crop_size
 from pipeline.mask_prompts import MaskPrompts
 from pipeline.params import to_dict
 from pipeline.plots import curves_png
-from pipeline.proposal_train import Distributed, init_distributed
 from pipeline.shard_loader import Augment, ShardBatches, ShardList, batch_loader, noun_vocabulary
 from pipeline.text_classifier import cached_text_classifier
 

@@ -20,8 +20,8 @@ from open_clip.loss import ClipLoss
 from torch import nn
 
 from pipeline.clip_pretrain import cosine_lr, param_groups
+from pipeline.distributed import Distributed
 from pipeline.mask_prompts import MaskPrompts, encode_image
-from pipeline.proposal_train import Distributed
 from pipeline.shard_loader import Batch
 
 

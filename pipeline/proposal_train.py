@@ -4,15 +4,14 @@ AdamW with linear warm-up and cosine decay; optional DistributedDataParallel."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from pipeline.clip_pretrain import cosine_lr
+from pipeline.distributed import Distributed
 from pipeline.proposal_loss import LossWeights, set_loss
 from pipeline.proposal_model import ProposalNet, class_logits
 
@@ -23,26 +22,6 @@ def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.nd
     epoch, k = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(n_images)
     return np.resize(order, per_epoch * batch_size)[k * batch_size:(k + 1) * batch_size]
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> Distributed:
-    """Join the process group `torchrun` set up (WORLD_SIZE > 1), else a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size())
 
 
 @dataclass

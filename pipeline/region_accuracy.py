@@ -91,10 +91,13 @@ def region_accuracy(regions: Iterable[RegionSet], variants: dict[str, Variant],
 
 
 def outline_accuracy(features: torch.Tensor, target: torch.Tensor, image_of: np.ndarray,
-                     steps: int, seed: int) -> dict:
+                     steps: int, seed: int) -> dict | None:
+    """None when the split is too small to hold out images or has a single class."""
     cut = np.quantile(np.unique(image_of), 0.8)
     train = torch.from_numpy(image_of <= cut)
     labels, remapped = torch.unique(target, return_inverse=True)
+    if len(labels) < 2 or train.all() or not train.any():
+        return None
     acc = outline_control(features[train], remapped[train], features[~train],
                           remapped[~train], len(labels), steps, seed)
     counts = torch.bincount(remapped[~train], minlength=len(labels))

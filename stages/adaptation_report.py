@@ -96,7 +96,7 @@ def main(argv=None) -> None:
         print(f"{name}: " + ", ".join(
             f"{row} {result[row]['all']:.3f} (seen {result[row]['seen'] or 0:.3f}, unseen "
             f"{result[row]['unseen'] or 0:.3f})" for row in models)
-            + f"; outline-only control {result['outline_only_control']['accuracy']:.3f}")
+            + f"; outline-only control {(result['outline_only_control'] or {}).get('accuracy')}")
     write_json(METRICS, report)
     shutil.rmtree(RESUME_DIR, ignore_errors=True)
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from pipeline.class_lists import load_class_list
 from pipeline.clip_model import load_clip, tokenizer_for
+from pipeline.distributed import init_distributed
 from pipeline.files import atomic_dir, atomic_write_bytes
 from pipeline.image_io import read_labels, read_rgb
 from pipeline.layouts import iter_index, read_splits
@@ -32,7 +33,7 @@ from pipeline.params import load_params, to_dict
 from pipeline.plots import curves_png
 from pipeline.proposal_loss import LossWeights, segment_targets
 from pipeline.proposal_model import ProposalNet, ProposalNetConfig, save_proposal_net
-from pipeline.proposal_train import init_distributed, train_proposal_net
+from pipeline.proposal_train import train_proposal_net
 from pipeline.text_classifier import cached_text_classifier
 
 SPLITS = Path("data/index/splits.json")

@@ -21,7 +21,11 @@ SMALL = {
     "proposals": {"steps": 4, "batch_size": 4, "warmup_steps": 1, "recall_images": 8,
                   "checkpoint_every": 2, "row_group_size": 64},
     "mine": {"max_images": 48},
+    "adapt": {"shuffle_buffer": 50, "eval_batch_size": 32},
+    "ft": {"epochs": 1, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 2},
+    "mpt": {"epochs": 1, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 2},
 }
+ADAPTATION_ROWS = ("base", "ft", "mpt", "ft_then_mpt")
 
 
 def run(cmd, cwd, env):
@@ -55,7 +59,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
 
     out = run(dvc + ["repro"], work, env)
     for stage in ("prepare_data", "base_clip", "train_proposals", "extract_proposals",
-                  "mine_pairs", "write_shards"):
+                  "mine_pairs", "write_shards", "finetune", "prompt_tune", "adaptation_report"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((work / "metrics/base_clip.json").read_text())
     assert set(metrics["zero_shot"]) >= {"whole_image", "masked_crop_mean", "masked_crop_zero"}
@@ -67,12 +71,19 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     recall = json.loads((work / "metrics/proposals.json").read_text())
     assert {"train", "world_full", "world_things"} <= set(recall)
     assert not (work / "data/tmp/train_proposals/last.pt").exists()
+    check_adaptation(work, depth=3)
 
     out = run(dvc + ["repro"], work, env)
     assert "Running stage" not in out
 
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "lock"], work, env)
+    # a prompt-tuning param re-runs prompt tuning and what follows, not finetuning
+    out = run(dvc + ["exp", "run", "-S", "mpt.depth=2"], work, env)
+    assert "Running stage 'prompt_tune'" in out and "Running stage 'adaptation_report'" in out
+    assert "Running stage 'finetune'" not in out and "Running stage 'write_shards'" not in out
+    check_adaptation(work, depth=2)
+
     out = run(dvc + ["exp", "run", "-S", "data.seed=1", "-S", "proposals.source=gt"], work, env)
     assert "Running stage 'prepare_data'" in out and "Running stage 'base_clip'" in out
     assert (work / "data/index/train.parquet").read_bytes() != first
@@ -87,3 +98,23 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     assert 0 <= mining["precision_iou50"]["precision"] <= 1  # a 6-step CLIP: any value
     sizes = json.loads((work / "data/shards/sizes.json").read_text())
     assert len(sizes) >= 4 and sum(sizes.values()) == len(pairs)
+
+
+def check_adaptation(work: Path, depth: int) -> None:
+    import open_clip
+
+    from pipeline.adapted_model import load_adapted
+
+    open_clip.create_model_and_transforms(f"local-dir:{work / 'models/clip_ft'}")
+    model, prompts, manifest = load_adapted(work / "models/mask_prompts")
+    assert manifest["clip"] == "models/clip_ft" and prompts.shape[0] == depth
+    report = json.loads((work / "metrics/adaptation.json").read_text())
+    assert set(report["splits"]) == {"world_full", "world_things"}
+    for split in report["splits"].values():
+        for row in ADAPTATION_ROWS:
+            assert 0 <= split[row]["all"] <= 1 and split[row]["n"] > 0
+    for stage in ("finetune", "prompt_tune"):
+        log = (work / f"metrics/{stage}_loss.csv").read_text().splitlines()
+        assert log[0] == "step,phase,loss,clip_lr,prompt_lr" and len(log) > 2
+        assert (work / f"metrics/{stage}_loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (work / "data/tmp/finetune/last.pt").exists()
