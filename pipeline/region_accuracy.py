@@ -34,6 +34,7 @@ class RegionSet:
     label: np.ndarray  # (N,) class index of each segment
     crops: torch.Tensor  # (N, 3, S, S) normalised, background filled
     crop_masks: torch.Tensor  # (N, S, S) bool
+    outline_crops: torch.Tensor  # (N, 3, S, S): white mask on the fill, image removed
 
 
 def split_regions(rows: Iterable, image_dir: Path, label_dir: Path, ignore: int, model,
@@ -50,7 +51,8 @@ def split_regions(rows: Iterable, image_dir: Path, label_dir: Path, ignore: int,
         image = image.permute(2, 0, 1).float() / 255
         masks = torch.from_numpy(np.stack([s.mask for s in segs]))
         crops, crop_masks, _ = crops_for_clip(model, image, masks, fill)
-        yield RegionSet(n, np.array([s.label for s in segs]), crops, crop_masks)
+        white, _, _ = crops_for_clip(model, torch.ones_like(image), masks, fill)
+        yield RegionSet(n, np.array([s.label for s in segs]), crops, crop_masks, white)
 
 
 @torch.no_grad()
@@ -68,14 +70,20 @@ def predict(variant: Variant, crops: torch.Tensor, crop_masks: torch.Tensor,
 def region_accuracy(regions: Iterable[RegionSet], variants: dict[str, Variant],
                     classes: ClassList, batch_size: int = 256,
                     control_steps: int = 600, seed: int = 0) -> dict:
-    """{variant: top-1 over all / seen / unseen classes} and an outline-only control: an
-    MLP that sees only the crop masks, trained on the first 80% of the images and tested
-    on the rest (near chance unless outlines give the class away)."""
+    """{variant: top-1 over all / seen / unseen classes} and two outline-only controls:
+    - `<variant>_outline`: the variant on crops of a white image through the same masks,
+      so only the outline is left (in the pixels and, with MPT, in the prompts);
+    - `outline_only_control`: an MLP that sees only the crop masks, trained on the first
+      80% of the images and tested on the rest.
+    Both stay near the majority rate unless outlines give the class away."""
     preds = {name: [] for name in variants}
+    preds.update({f"{name}_outline": [] for name in variants})
     targets, outlines, image_of = [], [], []
     for r in regions:
         for name, v in variants.items():
             preds[name].append(predict(v, r.crops, r.crop_masks, batch_size))
+            preds[f"{name}_outline"].append(predict(v, r.outline_crops, r.crop_masks,
+                                                    batch_size))
         targets.append(torch.from_numpy(r.label))
         outlines.append(outline_features(r.crop_masks))
         image_of += [r.image_index] * len(r.label)
