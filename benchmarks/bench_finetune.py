@@ -34,8 +34,7 @@ from pathlib import Path
 import torch
 
 from pipeline.adapt_run import noun_text_features
-from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder, adaptation_optimizer, \
-    train_adaptation
+from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder, adaptation_optimizer, train_adaptation
 from pipeline.clip_model import create_clip, load_clip, pixel_stats, tokenizer_for
 from pipeline.mask_classifier import crop_size
 from pipeline.shard_loader import Augment, ShardBatches, ShardList, batch_loader
@@ -83,8 +82,8 @@ def ours(args, device) -> list[float]:
 
 def open_clip_train(args, device) -> list[float]:
     shards = ShardList.from_dir(args.shards)
-    first, last = Path(shards.paths[0]).stem.split("-")[1], Path(shards.paths[-1]).stem.split("-")[1]
-    pattern = str(Path(shards.paths[0]).parent / f"shard-{{{first}..{last}}}.tar")
+    numbers = [Path(p).stem.split("-")[1] for p in shards.paths]  # shard-000000.tar
+    pattern = str(Path(shards.paths[0]).parent / f"shard-{{{numbers[0]}..{numbers[-1]}}}.tar")
     model = f"local-dir:{args.model}" if Path(args.model).is_dir() else args.model
     precision = "amp_bf16" if args.precision != "fp32" and device.type == "cuda" else "fp32"
     with tempfile.TemporaryDirectory() as logs:
