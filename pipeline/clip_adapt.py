@@ -75,7 +75,9 @@ def set_trainable(encoder: MaskedCropEncoder, plan: AdaptPlan) -> None:
 
 
 def adaptation_optimizer(encoder: MaskedCropEncoder, plan: AdaptPlan) -> torch.optim.AdamW:
-    """AdamW over the trainable parts; each group keeps its peak lr in 'base_lr'."""
+    """AdamW over the parts the plan trains (made trainable here, everything else frozen);
+    each group keeps its peak lr in 'base_lr'."""
+    set_trainable(encoder, plan)
     groups = []
     if plan.train_clip:
         for g in param_groups(encoder.clip.visual, plan.clip_weight_decay):

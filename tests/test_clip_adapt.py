@@ -81,6 +81,17 @@ def test_ft_trains_only_the_image_tower_and_simultaneous_trains_both():
     assert "visual.proj" in changed and prompts.prompts.abs().sum() > 0
 
 
+def test_mpt_then_ft_trains_the_prompts_then_the_image_tower():
+    clip = tiny_clip()
+    encoder = MaskedCropEncoder(clip, MaskPrompts.for_model(clip, depth=2))
+    train(encoder, AdaptPlan(False, True, 3, 0, prompt_lr=2e-2), colour_batches(3))
+    prompts = encoder.prompts.prompts.detach().clone()
+    proj = clip.visual.proj.detach().clone()
+    train(encoder, AdaptPlan(True, False, 3, 0, clip_lr=1e-3), colour_batches(3, seed=1))
+    assert torch.equal(encoder.prompts.prompts, prompts)  # fixed in the FT phase
+    assert not torch.equal(clip.visual.proj, proj)
+
+
 def test_order_decides_which_stage_trains_what():
     assert finetune_plan(True, True, "ft_then_mpt")
     assert not finetune_plan(True, True, "mpt_then_ft")
