@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.semseg_metrics import confusion_matrix, segmentation_scores
+from pipeline.two_stage import (
+    crop_masks,
+    ensemble,
+    label_map,
+    maskformer_probs,
+    semantic_scores,
+    variant_probs,
+)
+
+
+def hand_example():
+    """Two images, 5 classes (class 4 appears nowhere); worked out by hand:
+    class 0: tp 2, gt 3, pred 4 -> IoU 2/5;  class 1: tp 2, gt 3, pred 3 -> 2/4;
+    class 2: only predicted -> 0;  class 3: only in the ground truth -> 0."""
+    gt1 = np.array([[0, 0, 1, 255], [0, 1, 1, 255]])
+    pr1 = np.array([[0, 2, 1, 1], [0, 0, 1, 2]])  # the ignored column predicts anything
+    gt2, pr2 = np.array([[3, 3]]), np.array([[1, 0]])
+    return confusion_matrix(pr1, gt1, 5) + confusion_matrix(pr2, gt2, 5)
+
+
+def test_both_miou_formulas_on_a_hand_computed_example():
+    s = segmentation_scores(hand_example(), seen=np.array([True, True, False, False, True]))
+    assert s["per_class_iou"][:4] == pytest.approx([0.4, 0.5, 0.0, 0.0])
+    assert s["per_class_iou"][4] is None  # in neither ground truth nor prediction
+    assert s["miou"] == pytest.approx((0.4 + 0.5 + 0.0) / 3)  # classes 0, 1, 3 in the gt
+    assert s["miou_d2_legacy"] == pytest.approx((0.4 + 0.5 + 0.0) / 4)  # + class 2 predicted
+    assert s["pixel_accuracy"] == pytest.approx(4 / 8)
+    assert s["seen"]["miou"] == pytest.approx(0.45) and s["seen"]["miou_d2_legacy"] == \
+        pytest.approx(0.45)
+    assert s["unseen"]["miou"] == 0.0 and s["unseen"]["classes_in_gt"] == 1
+
+
+def test_confusion_matrix_leaves_ignored_pixels_out_and_names_bad_labels():
+    conf = confusion_matrix(np.array([[1, 1]]), np.array([[255, 0]]), 2)
+    assert conf.tolist() == [[0, 1], [0, 0]]
+    with pytest.raises(ValueError, match="outside"):
+        confusion_matrix(np.array([[0]]), np.array([[7]]), 2)
+
+
+def test_perfect_prediction_scores_one():
+    gt = np.random.default_rng(0).integers(0, 4, (8, 8))
+    s = segmentation_scores(confusion_matrix(gt, gt, 4))
+    assert s["miou"] == s["miou_d2_legacy"] == s["pixel_accuracy"] == 1.0
+
+
+def test_ensemble_and_fusion_follow_the_formulas():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 6, generator=g)
+    p_mf = maskformer_probs(logits)
+    assert torch.allclose(p_mf, torch.exp(logits[:, :5]) / torch.exp(logits).sum(1, True))
+    p_clip = torch.rand(4, 5, generator=g).softmax(dim=1)
+    valid = torch.tensor([True, False, True, True])
+    p = ensemble(p_mf, p_clip, valid, 0.7)
+    for q in range(4):
+        for k in range(5):
+            clip = p_clip[q, k] if valid[q] else 1.0
+            assert p[q, k] == pytest.approx(float(p_mf[q, k] ** 0.3 * clip ** 0.7), rel=1e-5)
+    masks = torch.randn(4, 3, 2, generator=g)
+    scores = semantic_scores(p, masks)
+    for k in range(5):
+        want = sum(p[q, k] * torch.sigmoid(masks[q]) for q in range(4))
+        assert torch.allclose(scores[k], want, atol=1e-6)
+    assert torch.equal(label_map(p, masks), scores.argmax(0))
+    assert torch.equal(crop_masks(masks, 0.4), torch.sigmoid(masks) > 0.4)
+
+
+def test_variants_drop_invalid_masks_only_for_clip():
+    p_mf, p_clip = torch.full((3, 2), 0.5), torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    valid = torch.tensor([True, False, True])
+    v = variant_probs(p_mf, p_clip, valid, 0.5)
+    assert torch.equal(v["clip"][0], p_clip[valid]) and v["clip"][1].tolist() == [1, 0, 1]
+    assert torch.allclose(v["ensemble"][0][1], p_mf[1] ** 0.5)
+    assert v["maskformer"][1].all()
+    assert label_map(torch.zeros(0, 2), torch.zeros(0, 3, 3)).shape == (3, 3)
