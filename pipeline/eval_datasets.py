@@ -1,0 +1,82 @@
+"""The real evaluation sets in their detectron2-prepared layouts (OVSeg's prepare scripts):
+where the images and label maps are under a datasets root, which class list they use
+(`pipeline/classnames/`), and their ignore value.
+
+    ADE20K-150   ADEChallengeData2016/{images,annotations_detectron2}/validation   PNG, 255
+    ADE20K-847   ADE20K_2021_17_01/{images,annotations}_detectron2/validation      TIFF u16, 65535
+    PC-59        VOCdevkit/VOC2010/JPEGImages + annotations_detectron2/pc59_val    PNG, 255
+    PC-459       VOCdevkit/VOC2010/JPEGImages + annotations_detectron2/pc459_val   TIFF u16, 65535
+    VOC-20       VOCdevkit/VOC2012/JPEGImages + annotations_detectron2/val         PNG, 255
+
+The label maps list the evaluation images (Pascal's JPEGImages holds every image of the
+year, not only the validation ones); each needs its image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.layouts import IndexRow, LayoutError
+
+
+@dataclass(frozen=True)
+class EvalLayout:
+    classes: str  # built-in class list (pipeline/classnames/<classes>.json)
+    image_dir: str  # relative to the datasets root
+    label_dir: str
+    label_ext: str  # ".png" (uint8) or ".tif" (uint16)
+    ignore_label: int
+    image_ext: str = ".jpg"
+
+
+EVAL_LAYOUTS = {
+    "ade20k_150": EvalLayout("ade20k_150", "ADEChallengeData2016/images/validation",
+                             "ADEChallengeData2016/annotations_detectron2/validation",
+                             ".png", 255),
+    "ade20k_847": EvalLayout("ade20k_847", "ADE20K_2021_17_01/images_detectron2/validation",
+                             "ADE20K_2021_17_01/annotations_detectron2/validation",
+                             ".tif", 65535),
+    "pascal_context_59": EvalLayout("pascal_context_59", "VOCdevkit/VOC2010/JPEGImages",
+                                    "VOCdevkit/VOC2010/annotations_detectron2/pc59_val",
+                                    ".png", 255),
+    "pascal_context_459": EvalLayout("pascal_context_459", "VOCdevkit/VOC2010/JPEGImages",
+                                     "VOCdevkit/VOC2010/annotations_detectron2/pc459_val",
+                                     ".tif", 65535),
+    "pascal_voc_20": EvalLayout("pascal_voc_20", "VOCdevkit/VOC2012/JPEGImages",
+                                "VOCdevkit/VOC2012/annotations_detectron2/val", ".png", 255),
+}
+
+
+def layout_help(name: str) -> str:
+    lay = EVAL_LAYOUTS[name]
+    return (f"expected the detectron2-prepared {name} layout under the datasets root:\n"
+            f"  {lay.image_dir}/<name>{lay.image_ext}\n"
+            f"  {lay.label_dir}/<name>{lay.label_ext}   (ignore = {lay.ignore_label})")
+
+
+def index_eval_dataset(root: str | Path, name: str) -> tuple[EvalLayout, list[IndexRow]]:
+    """Validate one evaluation set under `root` and list its images, one row per label map
+    in sorted order (image ids are positions in that order)."""
+    from PIL import Image
+
+    if name not in EVAL_LAYOUTS:
+        raise ValueError(f"unknown evaluation set {name!r}; known: {', '.join(EVAL_LAYOUTS)}")
+    lay, root = EVAL_LAYOUTS[name], Path(root)
+    image_dir, label_dir = root / lay.image_dir, root / lay.label_dir
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise LayoutError(f"folder not found: {folder}\n{layout_help(name)}")
+    labels = sorted(label_dir.glob(f"*{lay.label_ext}"))
+    if not labels:
+        raise LayoutError(f"no {lay.label_ext} label maps in {label_dir}\n{layout_help(name)}")
+    rows = []
+    for i, label in enumerate(labels):
+        image = image_dir / (label.stem + lay.image_ext)
+        if not image.is_file():
+            raise LayoutError(f"image missing for label map {label.name}: {image}\n"
+                              f"{layout_help(name)}")
+        with Image.open(image) as im:
+            width, height = im.size
+        rows.append(IndexRow(i, image.name, label.name, height, width))
+    return lay, rows
