@@ -1,5 +1,7 @@
-"""The `ovseg` command: tools for looking at what the pipeline produced.
+"""The `ovseg` command: segment your own images with your own class names, and look at
+what the pipeline produced.
 
+    ovseg segment photo.jpg --classes "saturn v, teapot, sky" --out seg/
     ovseg show-proposals --image-id 12 --out proposals.png
 """
 
@@ -41,6 +43,63 @@ def show_proposals(args) -> int:
     return 0
 
 
+def segment(args) -> int:
+    import numpy as np
+    import torch
+
+    from pipeline.class_lists import load_vocabulary
+    from pipeline.params import ParamsError, load_params
+    from pipeline.segment_view import segmentation_png
+    from pipeline.segmenter import load_segmenter
+
+    try:
+        if args.classes_file:
+            names = load_vocabulary(args.classes_file)
+        elif args.classes is not None:
+            names = load_vocabulary(args.classes)
+        else:
+            print("give the class names: --classes \"sky, dog, teapot\" or --classes-file F",
+                  file=sys.stderr)
+            return 2
+    except (ValueError, OSError) as e:
+        print(f"vocabulary: {e}", file=sys.stderr)
+        return 2
+    try:
+        params = load_params(args.params)
+        p, net_size = params.eval, params.proposals.image_size
+        settings = dict(mask_threshold=p.mask_threshold, ensemble_weight=p.ensemble_lambda,
+                        fill=p.fill, batch_size=p.batch_size)
+        dtype = p.dtype
+    except ParamsError:  # no params.yaml here: the defaults
+        net_size, settings, dtype = 64, {}, "float32"
+    try:
+        segmenter = load_segmenter(names, args.proposals, args.adapted, args.base_clip,
+                                   dtype=dtype, net_size=net_size, **settings)
+    except FileNotFoundError as e:
+        print(f"model missing: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        try:
+            image = read_rgb(path)
+        except Exception as e:  # PIL raises several types for unreadable files
+            print(f"cannot read image {path}: {e}", file=sys.stderr)
+            return 2
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+        labels = segmenter.predict(x)[args.variant].numpy()
+        stem = Path(path).stem
+        dtype_out = np.uint8 if len(names) <= 255 else np.uint16
+        from pipeline.files import encode_png
+
+        atomic_write_bytes(out / f"{stem}_labels.png", encode_png(labels.astype(dtype_out)))
+        atomic_write_bytes(out / f"{stem}_overlay.png", segmentation_png(image, labels, names))
+        present = ", ".join(names[c] for c in np.unique(labels))
+        print(f"{path}: {present} -> {out / (stem + '_overlay.png')}, "
+              f"{out / (stem + '_labels.png')}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="ovseg", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,6 +112,24 @@ def main(argv=None) -> int:
     sp.add_argument("--top", type=int, default=22, help="draw at most this many, by score")
     sp.add_argument("--out", default="proposals.png")
     sp.set_defaults(func=show_proposals)
+    sg = sub.add_parser("segment", help="segment images into the given classes",
+                        description="Two-stage OVSeg inference with the pipeline's models. "
+                        "Writes <name>_overlay.png (colours and a legend) and <name>_labels.png "
+                        "(class index per pixel, in --classes order) for each image.")
+    sg.add_argument("images", nargs="+", help="image files")
+    sg.add_argument("--classes", help='comma-separated class names, e.g. "saturn v, sky", '
+                    "or a built-in list such as ade20k_150")
+    sg.add_argument("--classes-file", help="one class per line (synonyms comma-separated), "
+                    "or a JSON class list")
+    sg.add_argument("--out", default="segmentations")
+    sg.add_argument("--variant", default="ensemble", choices=("ensemble", "clip", "maskformer"))
+    sg.add_argument("--proposals", default="models/proposals", help="proposal net folder")
+    sg.add_argument("--adapted", default="models/mask_prompts",
+                    help="adapted CLIP (folder with adapted.json)")
+    sg.add_argument("--base-clip", default="models/clip_base",
+                    help="the CLIP whose text space the proposal net was trained in")
+    sg.add_argument("--params", default="params.yaml", help="eval.* settings, if present")
+    sg.set_defaults(func=segment)
     args = ap.parse_args(argv)
     return args.func(args)
 

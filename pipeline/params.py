@@ -20,9 +20,9 @@ class ParamsError(ValueError):
     """A params.yaml value that cannot be used; the message names the key."""
 
 
-def _spec(default, *, ge=None, gt=None, le=None, choices=None, doc=""):
+def _spec(default, *, ge=None, gt=None, le=None, lt=None, choices=None, doc=""):
     """A dataclass field carrying its allowed range or choices."""
-    meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "doc": doc}
+    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "doc": doc}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -170,6 +170,27 @@ class PromptTuneParams:
 
 
 @dataclass(frozen=True)
+class EvalParams:
+    datasets: list = _spec(["world_full", "world_things"],
+                           doc="synthetic eval splits and/or ade20k_150, ade20k_847, "
+                               "pascal_context_59, pascal_context_459, pascal_voc_20")
+    root: str = _spec("datasets", doc="root of the real evaluation sets (detectron2 layouts)")
+    ensemble_lambda: float = _spec(0.7, ge=0.0, le=1.0,
+                                   doc="CLIP's share of the geometric ensemble (OVSeg: 0.7 "
+                                       "ADE, 0.6 Pascal Context, 0.45-0.6 VOC)")
+    mask_threshold: float = _spec(0.4, gt=0.0, lt=1.0, doc="sigmoid(mask) > this is cropped")
+    fill: str = _spec("mean", choices=("mean", "zero"))
+    short_side: int = _spec(0, ge=0, doc="resize images to this short side; 0: as stored")
+    max_images: int = _spec(0, ge=0, doc="evaluate the first N images; 0: all")
+    overlays: int = _spec(4, ge=1, le=32, doc="images drawn with their predictions")
+    dtype: str = _spec("float32", choices=("float32", "bfloat16"),
+                       doc="CLIP weights for inference (bf16 pays on CPUs with AMX/AVX512-BF16)")
+    batch_size: int = _spec(256, ge=1, doc="masked crops per CLIP forward")
+    images_per_batch: int = _spec(16, ge=1, doc="images per proposal-net forward")
+    threads: int = _spec(2, ge=1, le=256)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     clip: ClipParams = field(default_factory=ClipParams)
@@ -179,6 +200,7 @@ class Params:
     adapt: AdaptParams = field(default_factory=AdaptParams)
     ft: FinetuneParams = field(default_factory=FinetuneParams)
     mpt: PromptTuneParams = field(default_factory=PromptTuneParams)
+    eval: EvalParams = field(default_factory=EvalParams)
 
 
 def _type_name(tp) -> str:
@@ -210,6 +232,8 @@ def _check_value(key: str, value: Any, tp, meta: dict) -> Any:
         raise ParamsError(f"params: '{key}' = {value!r}; must be >= {meta['ge']}")
     if meta.get("gt") is not None and value <= meta["gt"]:
         raise ParamsError(f"params: '{key}' = {value!r}; must be > {meta['gt']}")
+    if meta.get("lt") is not None and value >= meta["lt"]:
+        raise ParamsError(f"params: '{key}' = {value!r}; must be < {meta['lt']}")
     if meta.get("le") is not None and value > meta["le"]:
         raise ParamsError(f"params: '{key}' = {value!r}; must be <= {meta['le']}")
     return value

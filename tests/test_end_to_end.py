@@ -59,7 +59,8 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
 
     out = run(dvc + ["repro"], work, env)
     for stage in ("prepare_data", "base_clip", "train_proposals", "extract_proposals",
-                  "mine_pairs", "write_shards", "finetune", "prompt_tune", "adaptation_report"):
+                  "mine_pairs", "write_shards", "finetune", "prompt_tune", "adaptation_report",
+                  "evaluate@world_full", "evaluate@world_things"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((work / "metrics/base_clip.json").read_text())
     assert set(metrics["zero_shot"]) >= {"whole_image", "masked_crop_mean", "masked_crop_zero"}
@@ -72,6 +73,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     assert {"train", "world_full", "world_things"} <= set(recall)
     assert not (work / "data/tmp/train_proposals/last.pt").exists()
     check_adaptation(work, depth=3)
+    check_evaluation(work)
 
     out = run(dvc + ["repro"], work, env)
     assert "Running stage" not in out
@@ -118,3 +120,15 @@ def check_adaptation(work: Path, depth: int) -> None:
         assert log[0] == "step,phase,loss,clip_lr,prompt_lr" and len(log) > 2
         assert (work / f"metrics/{stage}_loss.png").read_bytes()[:4] == b"\x89PNG"
     assert not (work / "data/tmp/finetune/last.pt").exists()
+
+
+def check_evaluation(work: Path) -> None:
+    for ds in ("world_full", "world_things"):
+        report = json.loads((work / f"metrics/eval/{ds}.json").read_text())
+        assert report["images"] == SMALL["data"]["eval_images"]
+        for variant in ("maskformer", "clip", "ensemble"):
+            s = report[variant]
+            assert 0 <= s["miou_d2_legacy"] <= s["miou"] <= 1  # the legacy mean divides by more
+            assert {"seen", "unseen", "pixel_accuracy", "per_class_iou"} <= set(s)
+        for png in (f"{ds}_iou.png", f"{ds}_predictions.png"):
+            assert (work / "metrics/eval" / png).read_bytes()[:4] == b"\x89PNG"

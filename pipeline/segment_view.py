@@ -1,0 +1,93 @@
+"""Pictures of segmentations: a label map coloured over its image with a legend of the
+classes it uses, panels of predictions beside ground truth, and a per-class IoU chart."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+
+def palette(n: int) -> np.ndarray:
+    """(n, 3) uint8 distinct-ish colours, the same for the same class index every time."""
+    base = np.concatenate([plt.get_cmap(c)(np.arange(20))[:, :3] for c in ("tab20", "tab20b",
+                                                                          "tab20c")])
+    return (base[np.arange(n) % len(base)] * 255).astype(np.uint8)
+
+
+def colour_labels(image: np.ndarray, labels: np.ndarray, num_classes: int,
+                  alpha: float = 0.6, ignore: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 image and (H, W) label map -> blended (H, W, 3) uint8; `ignore`
+    pixels keep the image."""
+    colours = palette(max(num_classes, 1))
+    known = labels < num_classes if ignore is None else (labels != ignore) & \
+        (labels < num_classes)
+    out = image.astype(np.float32).copy()
+    out[known] = (1 - alpha) * out[known] + alpha * colours[labels[known]]
+    return out.astype(np.uint8)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def segmentation_png(image: np.ndarray, labels: np.ndarray, names: list[str]) -> bytes:
+    """The image, and the label map over it with a legend of the classes present."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    axes[0].imshow(image)
+    axes[1].imshow(colour_labels(image, labels, len(names)))
+    for ax in axes:
+        ax.axis("off")
+    present = [int(c) for c in np.unique(labels) if c < len(names)]
+    colours = palette(len(names))
+    axes[1].legend(handles=[Patch(color=colours[c] / 255, label=names[c]) for c in present],
+                   loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def prediction_panels_png(rows: list[dict], names: list[str], ignore: int) -> bytes:
+    """One row per image: image, ground truth, then each variant's prediction.
+    rows: [{"image": (H, W, 3), "gt": (H, W), "<variant>": (H, W), ...}]."""
+    variants = [k for k in rows[0] if k not in ("image", "gt")]
+    cols = 2 + len(variants)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.3 * len(rows)),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        axes[r, 0].imshow(row["image"], interpolation="nearest")
+        axes[r, 1].imshow(colour_labels(row["image"], row["gt"], len(names), ignore=ignore),
+                          interpolation="nearest")
+        for c, v in enumerate(variants):
+            axes[r, 2 + c].imshow(colour_labels(row["image"], row[v], len(names)),
+                                  interpolation="nearest")
+        for c, title in enumerate(["image", "ground truth", *variants]):
+            axes[r, c].axis("off")
+            if r == 0:
+                axes[r, c].set_title(title, fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def class_iou_png(names: list[str], ious: list[float | None], seen: list[bool],
+                  title: str) -> bytes:
+    """Horizontal bars of per-class IoU (classes in neither ground truth nor prediction
+    left out); seen classes dark, unseen light."""
+    keep = [i for i, v in enumerate(ious) if v is not None]
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.18 * max(len(keep), 1)))
+    ax.barh(range(len(keep)), [ious[i] for i in keep],
+            color=["#33658a" if seen[i] else "#f6ae2d" for i in keep])
+    ax.set_yticks(range(len(keep)), [names[i].split(",")[0] for i in keep], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU (dark: seen in training, light: unseen)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,103 @@
+"""Two-stage open-vocabulary segmentation of one image (OVSeg sec. 3.1): the proposal net
+gives masks and MaskFormer class probabilities over the vocabulary; CLIP (with its mask
+prompts, if any) classifies each mask's crop; `two_stage` ensembles and fuses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.mask_classifier import CLIP_LOGIT_SCALE, crops_for_clip
+from pipeline.mask_prompts import encode_image
+from pipeline.proposal_model import ProposalNet, class_logits
+from pipeline.two_stage import crop_masks, label_map, maskformer_probs, variant_probs
+
+
+@dataclass
+class Segmenter:
+    net: ProposalNet
+    net_text: torch.Tensor  # (K, E) vocabulary embeddings in the net's text space
+    clip: torch.nn.Module
+    clip_text: torch.Tensor  # (K, D) unit vectors, CLIP's zero-shot classifier
+    prompts: torch.Tensor | None = None  # (depth, grid*grid, width) mask prompts
+    net_size: int = 64  # square input side of the proposal net
+    mask_threshold: float = 0.4  # sigmoid(mask) above this is in the crop (OVSeg: 0.4)
+    ensemble_weight: float = 0.7  # lambda: CLIP's share of the ensemble
+    fill: str = "mean"
+    batch_size: int = 64
+
+    @torch.no_grad()
+    def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image (3, H, W) in [0, 1] -> {"maskformer" | "clip" | "ensemble": (H, W) int64
+        label map}."""
+        return self.predict_batch([image])[0]
+
+    @torch.no_grad()
+    def predict_batch(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """`predict` for several images (any sizes): one proposal-net forward for all, and
+        the masked crops of all images through CLIP in shared batches."""
+        x = torch.cat([F.interpolate(im[None], size=(self.net_size, self.net_size),
+                                     mode="bilinear", align_corners=False)
+                       for im in images]).clamp(0, 1)
+        out = self.net(x.to(self.net_text.device))[-1]
+        logits = class_logits(out["query_text"], self.net_text, self.net.no_object,
+                              self.net.cfg.temperature)  # (B, Q, K + 1)
+        per_image = []
+        for b, image in enumerate(images):
+            mask_logits = F.interpolate(out["mask_logits"][b:b + 1].float(),
+                                        size=image.shape[-2:], mode="bilinear",
+                                        align_corners=False)[0].cpu()  # (Q, H, W)
+            crops, masks, valid = crops_for_clip(self.clip, image, crop_masks(
+                mask_logits, self.mask_threshold), self.fill)
+            per_image.append((maskformer_probs(logits[b]).float().cpu(), mask_logits, crops,
+                              masks, valid))
+        p_clip = self._crop_probs(torch.cat([c[valid] for _, _, c, _, valid in per_image]),
+                                  torch.cat([m[valid] for _, _, _, m, valid in per_image]))
+        results, start = [], 0
+        for p_mf, mask_logits, _, _, valid in per_image:
+            p = torch.zeros_like(p_mf)
+            p[valid] = p_clip[start:start + int(valid.sum())]
+            start += int(valid.sum())
+            results.append({name: label_map(probs, mask_logits[keep])
+                            for name, (probs, keep) in variant_probs(
+                                p_mf, p, valid, self.ensemble_weight).items()})
+        return results
+
+    def _crop_probs(self, crops: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised crops -> (N, K) softmax(100 cos) over the vocabulary."""
+        dtype = next(self.clip.parameters()).dtype
+        out = []
+        for i in range(0, len(crops), self.batch_size):
+            f = encode_image(self.clip, crops[i:i + self.batch_size].to(dtype),
+                             masks[i:i + self.batch_size], self.prompts)
+            cos = F.normalize(f.float(), dim=-1) @ self.clip_text.T.to(f.device)
+            out.append((CLIP_LOGIT_SCALE * cos).softmax(dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.clip_text))
+
+
+def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/proposals",
+                   adapted_dir: str | Path = "models/mask_prompts",
+                   base_clip_dir: str | Path = "models/clip_base",
+                   text_cache: str | Path = ".cache/text_classifiers", dtype: str = "float32",
+                   **settings) -> Segmenter:
+    """The pipeline's trained models, set up for `class_names`. The proposal net's class
+    embeddings come from the base CLIP's text tower (the space it was trained in), the
+    crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze it)."""
+    from pipeline.adapted_model import load_adapted
+    from pipeline.clip_model import load_clip, tokenizer_for
+    from pipeline.mask_classifier import cast_for_inference
+    from pipeline.proposal_model import load_proposal_net
+    from pipeline.text_classifier import cached_text_classifier
+
+    net, _, _ = load_proposal_net(proposals_dir)
+    base = load_clip(base_clip_dir).eval()
+    tokenizer = tokenizer_for(base_clip_dir)
+    net_text = cached_text_classifier(base, tokenizer, class_names, text_cache)
+    clip, prompts, _ = load_adapted(adapted_dir)
+    clip_text = cached_text_classifier(clip, tokenizer, class_names, text_cache)
+    return Segmenter(net, net_text, cast_for_inference(clip, dtype), clip_text, prompts,
+                     **settings)

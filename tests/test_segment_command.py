@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.adapted_model import write_manifest
+from pipeline.cli import main
+from pipeline.clip_model import save_clip
+from pipeline.proposal_model import ProposalNet, ProposalNetConfig, save_proposal_net
+
+TINY_CLIP = {"embed_dim": 16,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
+                            "patch_size": 8},
+             "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 16, "heads": 2,
+                          "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    import open_clip
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    clip = open_clip.CLIP(**TINY_CLIP)
+    clip.visual.preprocess_cfg = {"size": (32, 32), "mean": open_clip.OPENAI_DATASET_MEAN,
+                                  "std": open_clip.OPENAI_DATASET_STD}
+    save_clip(clip, TINY_CLIP, root / "clip_base")
+    net = ProposalNet(ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1,
+                                        text_dim=16))
+    (root / "proposals").mkdir()
+    save_proposal_net(root / "proposals", net, torch.randn(3, 16), ["a", "b", "c"])
+    (root / "adapted").mkdir()
+    write_manifest(root / "adapted", str(root / "clip_base"), None, {"order": "none"})
+    return root
+
+
+def args(models, *extra):
+    return ["segment", *extra, "--proposals", str(models / "proposals"),
+            "--adapted", str(models / "adapted"), "--base-clip", str(models / "clip_base"),
+            "--params", str(models / "no-params.yaml")]
+
+
+def test_segment_writes_an_overlay_and_a_label_map(tiny_models, tmp_path):
+    image = (np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "photo.jpg")
+    out = tmp_path / "out"
+    assert main(args(tiny_models, str(tmp_path / "photo.jpg"), "--classes",
+                     "saturn v, teapot, sky", "--out", str(out))) == 0
+    labels = np.asarray(Image.open(out / "photo_labels.png"))
+    assert labels.shape == (24, 40) and labels.max() < 3
+    overlay = Image.open(out / "photo_overlay.png")
+    assert overlay.format == "PNG" and overlay.size[0] > 40
+
+
+def test_segment_errors_name_the_problem(tiny_models, tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    assert main(args(tiny_models, str(tmp_path / "broken.jpg"), "--classes", "sky")) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    assert main(args(tiny_models, str(tmp_path / "ok.jpg"), "--classes", " , ")) == 2
+    assert "empty vocabulary" in capsys.readouterr().err
+    bad = args(tiny_models, str(tmp_path / "ok.jpg"), "--classes", "sky")
+    bad[bad.index("--proposals") + 1] = str(tmp_path / "nowhere")
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "model missing" in err and "dvc repro train_proposals" in err
