@@ -128,6 +128,19 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
     return logs
 
 
+def run_summary(plan: AdaptPlan, batch_size: int, seconds: float) -> dict:
+    """Steps, samples and throughput of one training phase, for the stage's metrics."""
+    return {"steps": plan.steps, "samples": plan.steps * batch_size,
+            "train_seconds": round(seconds, 1),
+            "samples_per_second": round(plan.steps * batch_size / seconds, 1)}
+
+
+def final_loss(logs: list[dict], last: int = 10) -> float:
+    """Mean loss of the last `last` steps."""
+    tail = logs[-last:]
+    return round(sum(r["loss"] for r in tail) / len(tail), 4)
+
+
 def write_loss_log(logs: list[dict], csv_path: Path, png_path: Path, title: str) -> None:
     """The loss and learning-rate curve as CSV (a DVC plot) and PNG. Steps count on across
     phases of a two-phase run."""
@@ -224,12 +237,8 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
                                text, nouns, resume_dir / f"{k}-{phase}.pt", tag, every,
                                device, ddp, a.precision, phase=phase,
                                keep_final=k + 1 < len(phases))
-        seconds = time.time() - t0
-        summary["phases"].append({"phase": phase, "steps": plan.steps,
-                                  "samples": plan.steps * batch_size,
-                                  "train_seconds": round(seconds, 1),
-                                  "samples_per_second": round(plan.steps * batch_size / seconds,
-                                                              1)})
+        summary["phases"].append({"phase": phase,
+                                  **run_summary(plan, batch_size, time.time() - t0)})
     if logs:
-        summary["final_loss"] = round(sum(r["loss"] for r in logs[-10:]) / len(logs[-10:]), 4)
+        summary["final_loss"] = final_loss(logs)
     return encoder.prompts, logs, summary

@@ -42,6 +42,21 @@ def crops_for_clip(model, image: torch.Tensor, masks: torch.Tensor, fill: str = 
 
 
 @torch.no_grad()
+def crop_cosines(model, crops: torch.Tensor, crop_masks: torch.Tensor,
+                 text_features: torch.Tensor, prompts: torch.Tensor | None = None,
+                 batch_size: int = 64) -> torch.Tensor:
+    """Cosine similarities (N, K) float32, on the CPU, between CLIP features of normalised
+    crops (N, 3, S, S) (with mask prompts, if given) and unit text features (K, D)."""
+    dtype = next(model.parameters()).dtype
+    text = text_features.float()
+    out = []
+    for i in range(0, len(crops), batch_size):
+        feats = encode_image(model, crops[i:i + batch_size].to(dtype),
+                             crop_masks[i:i + batch_size], prompts)
+        out.append((F.normalize(feats.float(), dim=-1) @ text.T.to(feats.device)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(text))
+
+
 def classify_masks(model, image: torch.Tensor, masks: torch.Tensor, text_features: torch.Tensor,
                    prompts: torch.Tensor | None = None, fill: str = "mean",
                    expand_ratio: float = 1.0, batch_size: int = 64
@@ -55,11 +70,7 @@ def classify_masks(model, image: torch.Tensor, masks: torch.Tensor, text_feature
     crops, crop_masks, valid = crops_for_clip(model, image, masks, fill, expand_ratio)
     probs = torch.zeros(len(masks), len(text_features))
     index = torch.nonzero(valid).flatten()
-    dtype = next(model.parameters()).dtype
-    text = text_features.float()
-    for i in range(0, len(index), batch_size):
-        sel = index[i:i + batch_size]
-        feats = encode_image(model, crops[sel].to(dtype), crop_masks[sel], prompts)
-        cos = F.normalize(feats.float(), dim=-1) @ text.T.to(feats.device)  # (n, K)
-        probs[sel.cpu()] = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1).cpu()
+    cos = crop_cosines(model, crops[index], crop_masks[index], text_features, prompts,
+                       batch_size)
+    probs[index.cpu()] = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1)
     return probs, valid

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.class_lists import ClassList
 from pipeline.clip_probe import accuracy_by_group, label_segments, outline_control, outline_features
 from pipeline.image_io import read_labels, read_rgb
-from pipeline.mask_classifier import crops_for_clip
-from pipeline.mask_prompts import encode_image
+from pipeline.mask_classifier import crop_cosines, crops_for_clip
 
 
 @dataclass
@@ -55,16 +53,11 @@ def split_regions(rows: Iterable, image_dir: Path, label_dir: Path, ignore: int,
         yield RegionSet(n, np.array([s.label for s in segs]), crops, crop_masks, white)
 
 
-@torch.no_grad()
 def predict(variant: Variant, crops: torch.Tensor, crop_masks: torch.Tensor,
             batch_size: int = 256) -> torch.Tensor:
     """(N,) predicted class index of each normalised crop."""
-    out = []
-    for i in range(0, len(crops), batch_size):
-        f = encode_image(variant.model, crops[i:i + batch_size],
-                         crop_masks[i:i + batch_size], variant.prompts)
-        out.append((F.normalize(f.float(), dim=-1) @ variant.text.T).argmax(dim=1))
-    return torch.cat(out)
+    return crop_cosines(variant.model, crops, crop_masks, variant.text, variant.prompts,
+                        batch_size).argmax(dim=1)
 
 
 def region_accuracy(regions: Iterable[RegionSet], variants: dict[str, Variant],

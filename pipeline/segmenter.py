@@ -11,8 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.mask_classifier import CLIP_LOGIT_SCALE, crops_for_clip
-from pipeline.mask_prompts import encode_image
+from pipeline.mask_classifier import CLIP_LOGIT_SCALE, crop_cosines, crops_for_clip
 from pipeline.proposal_model import ProposalNet, class_logits
 from pipeline.two_stage import crop_masks, label_map, maskformer_probs, variant_probs
 
@@ -55,8 +54,10 @@ class Segmenter:
                 mask_logits, self.mask_threshold), self.fill)
             per_image.append((maskformer_probs(logits[b]).float().cpu(), mask_logits, crops,
                               masks, valid))
-        p_clip = self._crop_probs(torch.cat([c[valid] for _, _, c, _, valid in per_image]),
-                                  torch.cat([m[valid] for _, _, _, m, valid in per_image]))
+        cos = crop_cosines(self.clip, torch.cat([c[valid] for _, _, c, _, valid in per_image]),
+                           torch.cat([m[valid] for _, _, _, m, valid in per_image]),
+                           self.clip_text, self.prompts, self.batch_size)
+        p_clip = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1)  # (valid crops, K)
         results, start = [], 0
         for p_mf, mask_logits, _, _, valid in per_image:
             p = torch.zeros_like(p_mf)
@@ -66,17 +67,6 @@ class Segmenter:
                             for name, (probs, keep) in variant_probs(
                                 p_mf, p, valid, self.ensemble_weight).items()})
         return results
-
-    def _crop_probs(self, crops: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) normalised crops -> (N, K) softmax(100 cos) over the vocabulary."""
-        dtype = next(self.clip.parameters()).dtype
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            f = encode_image(self.clip, crops[i:i + self.batch_size].to(dtype),
-                             masks[i:i + self.batch_size], self.prompts)
-            cos = F.normalize(f.float(), dim=-1) @ self.clip_text.T.to(f.device)
-            out.append((CLIP_LOGIT_SCALE * cos).softmax(dim=-1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, len(self.clip_text))
 
 
 def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/proposals",

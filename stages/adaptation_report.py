@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pipeline.adapt_run import run_device, tune_phases
-from pipeline.adapted_model import load_adapted, read_manifest, was_finetuned
+from pipeline.adapted_model import load_adapted, was_finetuned
 from pipeline.class_lists import load_class_list
 from pipeline.clip_model import load_clip, tokenizer_for
 from pipeline.files import write_json
@@ -42,7 +42,7 @@ TEXT_CACHE = Path(".cache/text_classifiers")
 def variant_models(params, device, ddp) -> tuple[dict, dict]:
     """{row: (model, prompts)} of the rows that exist, {row: reason} of those that do not."""
     ft, mpt = params.ft, params.mpt
-    manifest = read_manifest(ADAPTED_DIR)
+    adapted, prompts, manifest = load_adapted(ADAPTED_DIR)
     models, missing = {"base": (load_clip(BASE_DIR).eval(), None)}, {}
     ft_only = was_finetuned(FT_DIR)
     if ft_only:
@@ -50,7 +50,6 @@ def variant_models(params, device, ddp) -> tuple[dict, dict]:
     else:
         missing["ft"] = ("ft.enabled is false" if not ft.enabled else
                          f"mpt.order {mpt.order} finetunes CLIP only after or with the prompts")
-    adapted, prompts, _ = load_adapted(ADAPTED_DIR)
     if manifest["phases"] == ["mpt"] and not manifest["clip_finetuned_before"]:
         models["mpt"] = (adapted, prompts)
     elif mpt.enabled and params.adapt.mpt_only_row:

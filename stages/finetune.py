@@ -21,17 +21,19 @@ from pathlib import Path
 import torch
 
 from pipeline.adapt_run import (
+    final_loss,
     fingerprint,
     inputs_digest,
     loader_settings,
     noun_text_features,
+    phase_plan,
     run_adaptation,
     run_device,
-    steps_for_epochs,
+    run_summary,
     write_loss_log,
 )
 from pipeline.adapted_model import FT_MARKER, finetune_plan
-from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder
+from pipeline.clip_adapt import MaskedCropEncoder
 from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
 from pipeline.files import atomic_dir, write_json
 from pipeline.params import load_params, to_dict
@@ -64,21 +66,14 @@ def main(argv=None) -> None:
     if trains:
         shards = ShardList.from_dir(SHARDS)
         nouns, text = noun_text_features(model, tokenizer_for(BASE_DIR), shards, TEXT_CACHE)
-        plan = AdaptPlan(train_clip=True, train_prompts=False,
-                         steps=steps_for_epochs(shards.samples, ft.batch_size, ft.epochs),
-                         warmup_steps=ft.warmup_steps, clip_lr=ft.lr,
-                         clip_weight_decay=ft.weight_decay)
+        plan, batch_size, every = phase_plan("ft", ft, mpt, shards.samples)
         tag = fingerprint({"stage": "finetune", "ft": to_dict(ft), "adapt": to_dict(a),
                            "inputs": inputs_digest(BASE_DIR, shards)})
         logs = run_adaptation(MaskedCropEncoder(model), plan, shards,
-                              loader_settings(a, model, ft.batch_size), text, nouns, RESUME,
-                              tag, ft.checkpoint_every, device, ddp, a.precision, phase="ft")
-        seconds = time.time() - t0
-        info.update(steps=plan.steps, samples=plan.steps * ft.batch_size, nouns=len(nouns),
-                    train_seconds=round(seconds, 1),
-                    samples_per_second=round(plan.steps * ft.batch_size / seconds, 1),
-                    first_loss=round(logs[0]["loss"], 4),
-                    final_loss=round(sum(r["loss"] for r in logs[-10:]) / len(logs[-10:]), 4))
+                              loader_settings(a, model, batch_size), text, nouns, RESUME,
+                              tag, every, device, ddp, a.precision, phase="ft")
+        info.update(run_summary(plan, batch_size, time.time() - t0), nouns=len(nouns),
+                    first_loss=round(logs[0]["loss"], 4), final_loss=final_loss(logs))
     else:
         info["reason"] = ("ft.enabled is false" if not ft.enabled else
                           f"mpt.order is {mpt.order}: prompt_tune trains CLIP")

@@ -11,6 +11,7 @@ class ColourClip(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
+        self.dtype_probe = torch.nn.Parameter(torch.zeros(1))  # the weights' dtype
         self.visual = lambda images: images.mean(dim=(2, 3))
 
 
@@ -27,9 +28,9 @@ def regions(n_images=10):
 
 
 def test_region_accuracy_counts_seen_and_unseen_and_runs_the_outline_checks(monkeypatch):
-    import pipeline.region_accuracy as ra
+    import pipeline.mask_classifier as mc
 
-    monkeypatch.setattr(ra, "encode_image", lambda model, images, masks, prompts:
+    monkeypatch.setattr(mc, "encode_image", lambda model, images, masks, prompts:
                         model.visual(images))
     classes = ClassList("toy", ("red", "green", "blue"), (True,) * 3, (True, True, False))
     right = F.normalize(torch.eye(3), dim=-1)
