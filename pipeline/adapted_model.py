@@ -13,6 +13,7 @@ The manifest says which CLIP folder goes with the prompts, so readers need not k
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -46,8 +47,16 @@ def was_finetuned(clip_dir: str | Path) -> bool:
     return marker.is_file() and bool(json.loads(marker.read_text()).get("finetuned"))
 
 
-def write_manifest(out_dir: Path, clip_dir: str, prompts_file: str | None, meta: dict) -> None:
-    write_json(Path(out_dir) / MANIFEST, {"clip": clip_dir, "prompts": prompts_file, **meta})
+def clip_reference(clip_dir: str | Path, manifest_dir: str | Path) -> str:
+    """clip_dir as the manifest records it: relative to the manifest's own folder, so the
+    pair loads from any working directory and moves together ("../clip_ft", "clip")."""
+    return Path(os.path.relpath(Path(clip_dir).resolve(), Path(manifest_dir).resolve())).as_posix()
+
+
+def write_manifest(out_dir: Path, clip_ref: str, prompts_file: str | None, meta: dict) -> None:
+    """clip_ref: from clip_reference(), against the folder the manifest will finally live
+    in (not a temporary folder it is written to first)."""
+    write_json(Path(out_dir) / MANIFEST, {"clip": clip_ref, "prompts": prompts_file, **meta})
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -59,13 +68,10 @@ def read_manifest(folder: str | Path) -> dict:
 
 def load_adapted(folder: str | Path = "models/mask_prompts"
                  ) -> tuple[torch.nn.Module, torch.Tensor | None, dict]:
-    """(CLIP in eval mode, prompts (depth, grid*grid, width) or None, manifest). The CLIP
-    path in the manifest is relative to the repository root, or to `folder` when it
-    starts with './'."""
+    """(CLIP in eval mode, prompts (depth, grid*grid, width) or None, manifest). The
+    manifest's CLIP path is relative to `folder`, never to the working directory."""
     manifest = read_manifest(folder)
-    clip_dir = manifest["clip"]
-    clip_path = Path(folder) / clip_dir[2:] if clip_dir.startswith("./") else Path(clip_dir)
-    model = load_clip(clip_path).eval()
+    model = load_clip(Path(folder) / manifest["clip"]).eval()
     prompts = None
     if manifest.get("prompts"):
         prompts, _ = load_prompts(Path(folder) / manifest["prompts"])

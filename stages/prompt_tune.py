@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from pipeline.adapt_run import run_device, tune_phases, write_loss_log
-from pipeline.adapted_model import PROMPTS_FILE, prompt_tune_phases, was_finetuned, write_manifest
+from pipeline.adapted_model import (PROMPTS_FILE, clip_reference, prompt_tune_phases, was_finetuned,
+                                    write_manifest)
 from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip
 from pipeline.files import atomic_dir, write_json
 from pipeline.mask_prompts import save_prompts
@@ -59,15 +60,14 @@ def main(argv=None) -> None:
     trains_clip = any(p in ("ft", "simultaneous") for p in phases)
     meta = {"order": mpt.order, "ft_enabled": ft.enabled, "mpt_enabled": mpt.enabled,
             "phases": phases, "clip_finetuned_before": was_finetuned(CLIP_DIR)}
+    clip_ref = clip_reference(OUT_DIR / "clip" if trains_clip else CLIP_DIR, OUT_DIR)
     with atomic_dir(OUT_DIR) as out:
         if prompts is not None:
-            save_prompts(prompts.prompts, out / PROMPTS_FILE,
-                         {"depth": mpt.depth, "clip": "./clip" if trains_clip else str(CLIP_DIR)})
+            save_prompts(prompts.prompts, out / PROMPTS_FILE, {"depth": mpt.depth, "clip": clip_ref})
         if trains_clip:
             model_cfg = json.loads((CLIP_DIR / CONFIG_NAME).read_text())["model_cfg"]
             save_clip(model.cpu().eval(), model_cfg, out / "clip")
-        write_manifest(out, "./clip" if trains_clip else str(CLIP_DIR),
-                       PROMPTS_FILE if prompts is not None else None, meta)
+        write_manifest(out, clip_ref, PROMPTS_FILE if prompts is not None else None, meta)
     write_loss_log(logs, LOSS_CSV, LOSS_PNG, f"prompt_tune ({' then '.join(phases) or 'off'})")
     write_json(METRICS, {**summary, **meta})
     shutil.rmtree(RESUME_DIR, ignore_errors=True)

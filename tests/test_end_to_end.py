@@ -109,7 +109,7 @@ def check_adaptation(work: Path, depth: int) -> None:
 
     open_clip.create_model_and_transforms(f"local-dir:{work / 'models/clip_ft'}")
     model, prompts, manifest = load_adapted(work / "models/mask_prompts")
-    assert manifest["clip"] == "models/clip_ft" and prompts.shape[0] == depth
+    assert manifest["clip"] == "../clip_ft" and prompts.shape[0] == depth
     report = json.loads((work / "metrics/adaptation.json").read_text())
     assert set(report["splits"]) == {"world_full", "world_things"}
     for split in report["splits"].values():

@@ -1,9 +1,11 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from pipeline.adapted_model import write_manifest
+from pipeline.adapted_model import clip_reference, load_adapted, write_manifest
 from pipeline.cli import main
 from pipeline.clip_model import save_clip
 from pipeline.proposal_model import ProposalNet, ProposalNetConfig, save_proposal_net
@@ -30,8 +32,21 @@ def tiny_models(tmp_path_factory):
     (root / "proposals").mkdir()
     save_proposal_net(root / "proposals", net, torch.randn(3, 16), ["a", "b", "c"])
     (root / "adapted").mkdir()
-    write_manifest(root / "adapted", str(root / "clip_base"), None, {"order": "none"})
+    write_manifest(root / "adapted", clip_reference(root / "clip_base", root / "adapted"), None,
+                   {"order": "none"})
     return root
+
+
+def test_adapted_manifest_is_relative_to_its_folder(tiny_models, tmp_path, monkeypatch):
+    # CI found load_adapted resolving the CLIP against the working directory: it loaded
+    # whatever models/clip_ft the caller's checkout had, or failed without one.
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tiny_models, moved)
+    monkeypatch.chdir(tmp_path)
+    model, prompts, manifest = load_adapted(moved / "adapted")
+    assert manifest["clip"] == "../clip_base" and prompts is None
+    want = load_adapted(tiny_models / "adapted")[0].state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())
 
 
 def args(models, *extra):
