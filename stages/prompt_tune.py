@@ -23,8 +23,13 @@ from pathlib import Path
 import torch
 
 from pipeline.adapt_run import run_device, tune_phases, write_loss_log
-from pipeline.adapted_model import (PROMPTS_FILE, clip_reference, prompt_tune_phases, was_finetuned,
-                                    write_manifest)
+from pipeline.adapted_model import (
+    PROMPTS_FILE,
+    clip_reference,
+    prompt_tune_phases,
+    was_finetuned,
+    write_manifest,
+)
 from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip
 from pipeline.files import atomic_dir, write_json
 from pipeline.mask_prompts import save_prompts
@@ -63,7 +68,8 @@ def main(argv=None) -> None:
     clip_ref = clip_reference(OUT_DIR / "clip" if trains_clip else CLIP_DIR, OUT_DIR)
     with atomic_dir(OUT_DIR) as out:
         if prompts is not None:
-            save_prompts(prompts.prompts, out / PROMPTS_FILE, {"depth": mpt.depth, "clip": clip_ref})
+            save_prompts(prompts.prompts, out / PROMPTS_FILE,
+                         {"depth": mpt.depth, "clip": clip_ref})
         if trains_clip:
             model_cfg = json.loads((CLIP_DIR / CONFIG_NAME).read_text())["model_cfg"]
             save_clip(model.cpu().eval(), model_cfg, out / "clip")
