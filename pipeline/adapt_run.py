@@ -28,7 +28,7 @@ from pipeline.distributed import Distributed, init_distributed
 from pipeline.files import atomic_write_bytes
 from pipeline.mask_classifier import crop_size
 from pipeline.mask_prompts import MaskPrompts
-from pipeline.params import to_dict
+from pipeline.params import Params, load_params, to_dict
 from pipeline.plots import curves_png
 from pipeline.shard_loader import Augment, ShardBatches, ShardList, batch_loader, noun_vocabulary
 from pipeline.text_classifier import cached_text_classifier
@@ -58,6 +58,16 @@ def run_device() -> tuple[torch.device, Distributed]:
         device = torch.device("cuda", ddp.rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     return device, ddp
+
+
+def start_adaptation_stage(params_path: str | Path) -> tuple[Params, torch.device, Distributed]:
+    """What finetune, prompt_tune and adaptation_report set up alike: validated params,
+    this rank's device and process group, `adapt.threads` torch threads, `adapt.seed`."""
+    params = load_params(params_path)
+    device, ddp = run_device()
+    torch.set_num_threads(params.adapt.threads)
+    torch.manual_seed(params.adapt.seed)
+    return params, device, ddp
 
 
 def fingerprint(obj) -> str:

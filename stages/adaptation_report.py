@@ -17,15 +17,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-import torch
-
-from pipeline.adapt_run import run_device, tune_phases
+from pipeline.adapt_run import start_adaptation_stage, tune_phases
 from pipeline.adapted_model import load_adapted, was_finetuned
 from pipeline.class_lists import load_class_list
 from pipeline.clip_model import load_clip, tokenizer_for
 from pipeline.files import write_json
 from pipeline.layouts import iter_index, read_splits
-from pipeline.params import load_params
 from pipeline.region_accuracy import Variant, region_accuracy, split_regions
 from pipeline.text_classifier import cached_text_classifier
 
@@ -69,11 +66,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params, device, ddp = start_adaptation_stage(args.params)
     a = params.adapt
-    device, ddp = run_device()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
     models, missing = variant_models(params, device, ddp)
     if not ddp.main:
         return

@@ -18,8 +18,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from pipeline.adapt_run import (
     final_loss,
     fingerprint,
@@ -28,15 +26,15 @@ from pipeline.adapt_run import (
     noun_text_features,
     phase_plan,
     run_adaptation,
-    run_device,
     run_summary,
+    start_adaptation_stage,
     write_loss_log,
 )
 from pipeline.adapted_model import FT_MARKER, finetune_plan
 from pipeline.clip_adapt import MaskedCropEncoder
 from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
 from pipeline.files import atomic_dir, write_json
-from pipeline.params import load_params, to_dict
+from pipeline.params import to_dict
 from pipeline.shard_loader import ShardList
 
 BASE_DIR = Path("models/clip_base")
@@ -53,11 +51,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params, device, ddp = start_adaptation_stage(args.params)
     ft, mpt, a = params.ft, params.mpt, params.adapt
-    device, ddp = run_device()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
     model = load_clip(BASE_DIR)
     model_cfg = json.loads((BASE_DIR / CONFIG_NAME).read_text())["model_cfg"]
     trains = finetune_plan(ft.enabled, mpt.enabled, mpt.order)

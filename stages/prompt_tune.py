@@ -20,9 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-
-from pipeline.adapt_run import run_device, tune_phases, write_loss_log
+from pipeline.adapt_run import start_adaptation_stage, tune_phases, write_loss_log
 from pipeline.adapted_model import (
     PROMPTS_FILE,
     clip_reference,
@@ -33,7 +31,6 @@ from pipeline.adapted_model import (
 from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip
 from pipeline.files import atomic_dir, write_json
 from pipeline.mask_prompts import save_prompts
-from pipeline.params import load_params
 
 CLIP_DIR = Path("models/clip_ft")
 SHARDS = Path("data/shards")
@@ -49,11 +46,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
-    ft, mpt, a = params.ft, params.mpt, params.adapt
-    device, ddp = run_device()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
+    params, device, ddp = start_adaptation_stage(args.params)
+    ft, mpt = params.ft, params.mpt
     phases = prompt_tune_phases(ft.enabled, mpt.enabled, mpt.order)
     model = load_clip(CLIP_DIR)
     prompts, logs, summary = None, [], {"phases": []}
