@@ -10,12 +10,14 @@ export NLTK_DATA := $(CURDIR)/.nltk_data
 
 env: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock pipeline/venv_path.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-c requirements.lock -e ".[dev]"
+	$(BIN)/python -m pipeline.venv_path
 	touch $@
 
+# Fails, saying what to run, when WordNet can be had neither from NLTK nor from apt-get.
 nltk: $(VENV)/.installed
 	$(BIN)/python -m pipeline.nltk_setup --dir $(NLTK_DATA)
 

@@ -3,7 +3,10 @@
 Tries `nltk.download` first (WordNet 3.0 and the perceptron POS tagger). Where NLTK's
 server cannot be reached, copies WordNet 3.0 from Debian's `wordnet-base` and
 `wordnet-sense-index` packages (/usr/share/wordnet), adding the `lexnames` file they
-lack. No POS-tagger model is available offline; the miner then falls back to a WordNet noun lexicon.
+lack, and installs those packages first when apt-get is usable (root, or passwordless
+sudo). No POS-tagger model is available offline; the miner then falls back to a WordNet
+noun lexicon. Exits non-zero, saying what to run, when WordNet cannot be had: `make repro`
+then stops before the graph starts rather than at mine_pairs.
 
     python -m pipeline.nltk_setup --dir .nltk_data
 """
@@ -14,6 +17,7 @@ import argparse
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,7 +37,7 @@ LEXNAMES = [
 ]
 INSTALL_HELP = ("WordNet 3.0 is missing. Either allow NLTK to download it "
                 "(python -c \"import nltk; nltk.download('wordnet')\") or install Debian's "
-                "package (apt-get install wordnet-base wordnet-sense-index) and run "
+                "package (sudo apt-get install wordnet-base wordnet-sense-index) and run "
                 "`make nltk` again.")
 
 
@@ -85,6 +89,36 @@ def copy_debian_wordnet(data_dir: Path, source: Path = DEBIAN_WORDNET) -> bool:
     return True
 
 
+DEBIAN_PACKAGES = ("wordnet-base", "wordnet-sense-index")
+
+
+def apt_get_prefix() -> list[str] | None:
+    """The command prefix that runs apt-get as root here, or None where apt-get is unusable."""
+    if shutil.which("apt-get") is None:
+        return None
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return []
+    sudo = shutil.which("sudo")
+    if sudo and subprocess.run([sudo, "-n", "true"], capture_output=True).returncode == 0:
+        return [sudo, "-n"]
+    return None
+
+
+def apt_install_wordnet() -> bool:
+    """Install Debian's WordNet packages; False where apt-get is unusable or fails."""
+    prefix = apt_get_prefix()
+    if prefix is None:
+        return False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    print(f"installing Debian's {' '.join(DEBIAN_PACKAGES)} with apt-get", file=sys.stderr)
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PACKAGES]):
+        if subprocess.run(prefix + cmd, env=env).returncode != 0:
+            print(f"`{' '.join(cmd)}` failed", file=sys.stderr)
+            return False
+    return True
+
+
 def try_download(data_dir: Path, packages=("wordnet", "averaged_perceptron_tagger_eng")):
     import nltk
 
@@ -110,14 +144,16 @@ def main(argv=None) -> int:
         print(f"NLTK WordNet ready in {data_dir}")
         return 0
     try_download(data_dir)
+    if not wordnet_works(data_dir) and not (DEBIAN_WORDNET / "index.sense").is_file():
+        apt_install_wordnet()
     if not wordnet_works(data_dir) and copy_debian_wordnet(data_dir):
         print(f"copied WordNet 3.0 from {DEBIAN_WORDNET} (Debian wordnet-base)")
     if wordnet_works(data_dir):
         print(f"NLTK WordNet ready in {data_dir}")
         return 0
-    # Not fatal here: only the mine_pairs stage needs WordNet, and it stops with this message.
-    print(f"warning: {INSTALL_HELP}", file=sys.stderr)
-    return 0
+    # Fatal: mine_pairs and the noun tests need WordNet; stop before the graph starts.
+    print(f"error: {INSTALL_HELP}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

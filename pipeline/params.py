@@ -1,13 +1,16 @@
 """Typed, validated view of params.yaml: one dataclass per stage section.
 
 Every tunable lives in params.yaml (so `dvc exp run -S key=value` can reach it). Loading
-checks each key against these dataclasses and stops on an unknown key, a wrong type or an
-out-of-range value with a message that names the key and what is allowed.
+checks each key against these dataclasses and stops on an unknown or missing key, a
+duplicate key, a wrong type, a non-finite number or an out-of-range value with a message
+that names the key and what is allowed. A params file must set every key: the dataclass
+defaults document the paper's values and never stand in for a missing key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +223,8 @@ def _check_value(key: str, value: Any, tp, meta: dict) -> Any:
             value = float(value)
         except ValueError:
             pass
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"params: '{key}' = {value!r}; must be a finite number")
     if tp is bool and not isinstance(value, bool) or (
         tp is not bool and (not isinstance(value, tp) or isinstance(value, bool))
     ):
@@ -239,7 +244,7 @@ def _check_value(key: str, value: Any, tp, meta: dict) -> Any:
     return value
 
 
-def _build(cls, raw: dict, prefix: str = ""):
+def _build(cls, raw: dict, prefix: str = "", complete: bool = False):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
@@ -249,11 +254,17 @@ def _build(cls, raw: dict, prefix: str = ""):
             f"params: unknown key '{_join(prefix, unknown[0])}' in {where}; "
             f"allowed: {', '.join(sorted(fields))}"
         )
+    missing = [name for name in fields if name not in raw]
+    if complete and missing:
+        raise ParamsError(f"params: missing key '{_join(prefix, missing[0])}'; a params file "
+                          "sets every key (copy it from the committed params.yaml)")
     values = {}
     for name, value in raw.items():
-        values[name] = _check_value(
-            _join(prefix, name), value, hints[name], dict(fields[name].metadata)
-        )
+        key, tp = _join(prefix, name), hints[name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            values[name] = _build(tp, value, key, complete)
+        else:
+            values[name] = _check_value(key, value, tp, dict(fields[name].metadata))
     return cls(**values)
 
 
@@ -261,20 +272,53 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def parse_params(raw: dict | None) -> Params:
-    """Validate a params mapping (as read from YAML) into `Params`."""
-    return _build(Params, raw or {})
+def parse_params(raw: dict | None, complete: bool = False) -> Params:
+    """Validate a params mapping (as read from YAML) into `Params`; `complete`: every key
+    must be present (a file), otherwise missing keys take the dataclass defaults (tests)."""
+    return _build(Params, raw or {}, complete=complete)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key set twice in one mapping (PyYAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    first_line = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            raise ParamsError(f"{key_node.start_mark.name} line {line}: duplicate key {key!r} "
+                              f"(first set on line {first_line[key]}); keep one")
+        first_line[key] = line
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_params_yaml(path: str | Path) -> dict:
+    """The raw mapping of a params file; malformed YAML or duplicate keys stop with the
+    file and line."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path} (run from the repository root)")
     with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f)
-    if raw is not None and not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return parse_params(raw)
+        try:
+            raw = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as e:
+            raise ParamsError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (data, clip, ...), got "
+                          f"{type(raw).__name__}; restore it with `git checkout {path.name}`")
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """The complete params of a file, each key validated. The checks across sections, which
+    need the CLIP's model config, are pipeline/params_checks.py's (the check_params stage)."""
+    return parse_params(read_params_yaml(path), complete=True)
 
 
 def to_dict(params) -> dict:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,15 +51,19 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     for section, values in SMALL.items():
         params[section].update(values)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               PYTHONPATH=str(work), DVC_NO_ANALYTICS="1")
-    dvc = [str(Path(sys.executable).parent / "dvc")]
+    # The README's commands call .venv/bin/...; the environment's own PATH entry is left
+    # out on purpose: the stages' `python` must resolve to it all the same.
+    (work / ".venv").symlink_to(Path(sys.prefix))
+    env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1",
+               PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                    if Path(p).resolve() != Path(sys.prefix).resolve() / "bin"))
+    dvc = [".venv/bin/dvc"]
     run(["git", "init", "-q"], work, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work, env)
 
     out = run(dvc + ["repro"], work, env)
-    for stage in ("prepare_data", "base_clip", "train_proposals", "extract_proposals",
+    for stage in ("check_params", "prepare_data", "base_clip", "train_proposals", "extract_proposals",
                   "mine_pairs", "write_shards", "finetune", "prompt_tune", "adaptation_report",
                   "evaluate@world_full", "evaluate@world_things"):
         assert f"Running stage '{stage}'" in out
@@ -77,6 +82,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
 
     out = run(dvc + ["repro"], work, env)
     assert "Running stage" not in out
+    run_readme_commands(work, env)
 
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "lock"], work, env)
@@ -85,6 +91,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     assert "Running stage 'prompt_tune'" in out and "Running stage 'adaptation_report'" in out
     assert "Running stage 'finetune'" not in out and "Running stage 'write_shards'" not in out
     check_adaptation(work, depth=2)
+    check_rejected_value_deletes_nothing(work, env)
 
     out = run(dvc + ["exp", "run", "-S", "data.seed=1", "-S", "proposals.source=gt"], work, env)
     assert "Running stage 'prepare_data'" in out and "Running stage 'base_clip'" in out
@@ -100,6 +107,38 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     assert 0 <= mining["precision_iou50"]["precision"] <= 1  # a 6-step CLIP: any value
     sizes = json.loads((work / "data/shards/sizes.json").read_text())
     assert len(sizes) >= 4 and sum(sizes.values()) == len(pairs)
+
+
+def readme_commands() -> list[str]:
+    """The README's shell lines that run in seconds on the pipeline's outputs: `.venv/bin/`
+    commands other than experiments and benchmarks, and the `printf` that writes a file
+    one of them reads."""
+    blocks = re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    lines = [line.split(" #")[0].strip() for b in blocks for line in b.splitlines()]
+    return [line for line in lines if line.startswith("printf ") or (
+        line.startswith(".venv/bin/") and "exp run" not in line and "benchmarks" not in line)]
+
+
+def run_readme_commands(work: Path, env: dict) -> None:
+    commands = readme_commands()
+    assert any("ovseg segment" in c for c in commands) and len(commands) >= 6
+    for command in commands:
+        res = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert res.returncode == 0, f"README: `{command}` failed:\n{res.stderr[-3000:]}"
+    assert (work / "proposals.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((work / "seg").glob("*_labels.png"))) >= 2
+
+
+def check_rejected_value_deletes_nothing(work: Path, env: dict) -> None:
+    """A value the checks reject stops the experiment before DVC removes any output."""
+    before = {p: p.read_bytes() for p in (work / "models/mask_prompts").iterdir()}
+    res = subprocess.run([".venv/bin/dvc", "exp", "run", "-S", "mpt.depth=99"], cwd=work,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0 and "'mpt.depth' = 99" in res.stdout + res.stderr
+    assert "Running stage 'prompt_tune'" not in res.stdout
+    assert {p: p.read_bytes() for p in (work / "models/mask_prompts").iterdir()} == before
+    run(["git", "checkout", "params.yaml"], work, env)
 
 
 def check_adaptation(work: Path, depth: int) -> None:

@@ -1,0 +1,62 @@
+"""Checks of params.yaml that span sections or depend on the CLIP's model config.
+
+The per-key checks live with the dataclasses (pipeline/params.py); these are the ones a
+single key cannot make: the shard crop size against CLIP's input size, the mask-prompt
+depth against CLIP's blocks, the evaluation sets against the data source. The
+`check_params` stage runs them before any stage that could delete an output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.params import Params, ParamsError
+
+def clip_vision_config(arch: str, pretrained: str) -> dict:
+    """open_clip's `vision_cfg` of the CLIP the pipeline starts from: a local checkpoint
+    folder's own config, else the architecture's (the repo's models/configs/ or open_clip's)."""
+    folder_config = Path(pretrained) / "open_clip_config.json" if pretrained else None
+    if folder_config is not None and folder_config.is_file():
+        return json.loads(folder_config.read_text())["model_cfg"]["vision_cfg"]
+    from pipeline.clip_model import model_config
+
+    try:
+        return model_config(arch)["vision_cfg"]
+    except ValueError as e:
+        raise ParamsError(f"params: 'clip.arch': {e}") from None
+
+
+def check_across_sections(params: Params) -> None:
+    vision = clip_vision_config(params.clip.arch, params.clip.pretrained)
+    blocks, image_size = vision["layers"], vision["image_size"]
+    image_size = image_size if isinstance(image_size, int) else image_size[0]
+    if params.mpt.depth > blocks:
+        raise ParamsError(
+            f"params: 'mpt.depth' = {params.mpt.depth}; must be between 1 and the number of "
+            f"ViT blocks of clip.arch {params.clip.arch!r} ({blocks})")
+    if params.shards.crop_size != image_size:
+        raise ParamsError(
+            f"params: 'shards.crop_size' = {params.shards.crop_size} must equal the input size "
+            f"of clip.arch {params.clip.arch!r} ({image_size})")
+    if params.adapt.scale_min > params.adapt.scale_max:
+        raise ParamsError(f"params: 'adapt.scale_min' = {params.adapt.scale_min} is above "
+                          f"'adapt.scale_max' = {params.adapt.scale_max}")
+    check_eval_datasets(params.eval.datasets, params.data.source)
+
+
+def check_eval_datasets(datasets: list, source: str) -> None:
+    from pipeline.eval_datasets import EVAL_LAYOUTS
+    from pipeline.world_classes import EVAL_VOCABS
+
+    synthetic = tuple(v.name for v in EVAL_VOCABS) if source == "synthetic" else ()
+    known = synthetic + tuple(EVAL_LAYOUTS)
+    if not datasets:
+        raise ParamsError(f"params: 'eval.datasets' is empty; name at least one of: "
+                          f"{', '.join(known)}")
+    for name in datasets:
+        if name not in known:
+            raise ParamsError(f"params: 'eval.datasets' names {name!r}; known with "
+                              f"data.source {source!r}: {', '.join(known)}")
+    if len(set(datasets)) != len(datasets):
+        raise ParamsError(f"params: 'eval.datasets' names a set twice: {datasets}")

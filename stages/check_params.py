@@ -1,0 +1,41 @@
+"""Stage check_params: validate the whole params file before any other stage runs.
+
+DVC deletes a stage's outputs before it runs the stage's command, so a bad value caught
+inside, say, prompt_tune would already have cost `models/mask_prompts`. Every stage
+depends on this stage's marker file, which DVC therefore runs first: a rejected value
+stops `dvc repro` / `dvc exp run` here, with every output still in place. The marker's
+bytes never change, so a valid params change re-runs only the stages that read it.
+
+    python -m stages.check_params --params params.yaml --out data/params_checked
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.files import atomic_write_bytes
+from pipeline.params import ParamsError, load_params
+from pipeline.params_checks import check_across_sections
+
+MARKER = b"params.yaml passed pipeline/params.py and pipeline/params_checks.py\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="data/params_checked")
+    args = ap.parse_args(argv)
+    try:
+        check_across_sections(load_params(args.params))
+    except ParamsError as e:
+        print(f"error: {e}\nNo stage ran and no output was touched. Fix the value, or restore "
+              f"the file with `git checkout {args.params}`.", file=sys.stderr)
+        return 2
+    atomic_write_bytes(args.out, MARKER)
+    print(f"{args.params}: every key valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
