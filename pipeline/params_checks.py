@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.params import Params, ParamsError
 
+
 def clip_vision_config(arch: str, pretrained: str) -> dict:
     """open_clip's `vision_cfg` of the CLIP the pipeline starts from: a local checkpoint
     folder's own config, else the architecture's (the repo's models/configs/ or open_clip's)."""

@@ -63,8 +63,9 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work, env)
 
     out = run(dvc + ["repro"], work, env)
-    for stage in ("check_params", "prepare_data", "base_clip", "train_proposals", "extract_proposals",
-                  "mine_pairs", "write_shards", "finetune", "prompt_tune", "adaptation_report",
+    for stage in ("check_params", "prepare_data", "base_clip", "train_proposals",
+                  "extract_proposals", "mine_pairs", "write_shards", "finetune", "prompt_tune",
+                  "adaptation_report",
                   "evaluate@world_full", "evaluate@world_things"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((work / "metrics/base_clip.json").read_text())
