@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock pipeline/venv_path.py
 
 # Fails, saying what to run, when WordNet can be had neither from NLTK nor from apt-get.
 nltk: $(VENV)/.installed
-	$(BIN)/python -m pipeline.nltk_setup --dir $(NLTK_DATA)
+	$(BIN)/python -m pipeline.mining.nltk_setup --dir $(NLTK_DATA)
 
 repro: env nltk
 	$(BIN)/dvc repro

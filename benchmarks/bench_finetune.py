@@ -33,11 +33,16 @@ from pathlib import Path
 
 import torch
 
-from pipeline.adapt_run import noun_text_features
-from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder, adaptation_optimizer, train_adaptation
-from pipeline.clip_model import create_clip, load_clip, pixel_stats, tokenizer_for
-from pipeline.mask_classifier import crop_size
-from pipeline.shard_loader import Augment, ShardBatches, ShardList, batch_loader
+from pipeline.adapt.run import noun_text_features
+from pipeline.adapt.train import (
+    AdaptPlan,
+    MaskedCropEncoder,
+    adaptation_optimizer,
+    train_adaptation,
+)
+from pipeline.clip.mask_classifier import crop_size
+from pipeline.clip.model import create_clip, load_clip, pixel_stats, tokenizer_for
+from pipeline.data.shard_loader import Augment, ShardBatches, ShardList, batch_loader
 
 SHIM = """
 import sys

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.clip_model import create_clip
-from pipeline.mask_classifier import DTYPES, classify_masks, crop_size
-from pipeline.mask_prompts import MaskPrompts, encode_image
-from pipeline.masked_crops import masked_crops
+from pipeline.clip.mask_classifier import DTYPES, classify_masks, crop_size
+from pipeline.clip.mask_prompts import MaskPrompts, encode_image
+from pipeline.clip.masked_crops import masked_crops
+from pipeline.clip.model import create_clip
 
 
 def timed(fn, device, repeats: int) -> float:

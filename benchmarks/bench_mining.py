@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.files import encode_jpeg, encode_png
-from pipeline.image_io import read_rgb
-from pipeline.masked_crops import masked_crops
-from pipeline.nltk_setup import INSTALL_HELP, wordnet_reader
-from pipeline.nouns import NounExtractor, perceptron_tagger, tokenize
-from pipeline.proposal_table import iter_image_proposals
-from pipeline.shards import ShardSet, sample_key
+from pipeline.clip.masked_crops import masked_crops
+from pipeline.data.files import encode_jpeg, encode_png
+from pipeline.data.image_io import read_rgb
+from pipeline.data.proposal_table import iter_image_proposals
+from pipeline.data.shard_writer import ShardSet, sample_key
+from pipeline.mining.nltk_setup import INSTALL_HELP, wordnet_reader
+from pipeline.mining.nouns import NounExtractor, perceptron_tagger, tokenize
 
 INDEX = Path("data/index/train.parquet")
 IMAGES = Path("data/world/coco/train2017")

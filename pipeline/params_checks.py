@@ -20,7 +20,7 @@ def clip_vision_config(arch: str, pretrained: str) -> dict:
     folder_config = Path(pretrained) / "open_clip_config.json" if pretrained else None
     if folder_config is not None and folder_config.is_file():
         return json.loads(folder_config.read_text())["model_cfg"]["vision_cfg"]
-    from pipeline.clip_model import model_config
+    from pipeline.clip.model import model_config
 
     try:
         return model_config(arch)["vision_cfg"]
@@ -47,8 +47,8 @@ def check_across_sections(params: Params) -> None:
 
 
 def check_eval_datasets(datasets: list, source: str) -> None:
-    from pipeline.eval_datasets import EVAL_LAYOUTS
-    from pipeline.world_classes import EVAL_VOCABS
+    from pipeline.data.eval_datasets import EVAL_LAYOUTS
+    from pipeline.world.classes import EVAL_VOCABS
 
     synthetic = tuple(v.name for v in EVAL_VOCABS) if source == "synthetic" else ()
     known = synthetic + tuple(EVAL_LAYOUTS)

@@ -17,14 +17,14 @@ import argparse
 import shutil
 from pathlib import Path
 
-from pipeline.adapt_run import start_adaptation_stage, tune_phases
-from pipeline.adapted_model import load_adapted, was_finetuned
-from pipeline.class_lists import load_class_list
-from pipeline.clip_model import load_clip, tokenizer_for
-from pipeline.files import write_json
-from pipeline.layouts import iter_index, read_splits
-from pipeline.region_accuracy import Variant, region_accuracy, split_regions
-from pipeline.text_classifier import cached_text_classifier
+from pipeline.adapt.adapted_model import load_adapted, was_finetuned
+from pipeline.adapt.region_accuracy import Variant, region_accuracy, split_regions
+from pipeline.adapt.run import start_adaptation_stage, tune_phases
+from pipeline.clip.model import load_clip, tokenizer_for
+from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.data.class_lists import load_class_list
+from pipeline.data.files import write_json
+from pipeline.data.layouts import iter_index, read_splits
 
 SPLITS = Path("data/index/splits.json")
 BASE_DIR = Path("models/clip_base")

@@ -18,17 +18,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline import clip_probe as probe
-from pipeline.class_lists import load_class_list
-from pipeline.clip_model import create_clip, model_config, pixel_stats, save_clip, tokenizer_for
-from pipeline.clip_pretrain import caption_batches, train_clip
-from pipeline.files import atomic_dir, atomic_write_bytes, write_json
-from pipeline.image_io import read_labels, read_rgb
-from pipeline.layouts import iter_index, read_splits
-from pipeline.masked_crops import masked_crops
+from pipeline.clip import probe as probe
+from pipeline.clip.masked_crops import masked_crops
+from pipeline.clip.model import create_clip, model_config, pixel_stats, save_clip, tokenizer_for
+from pipeline.clip.pretrain import caption_batches, train_clip
+from pipeline.clip.text_classifier import text_classifier
+from pipeline.data.class_lists import load_class_list
+from pipeline.data.files import atomic_dir, atomic_write_bytes, write_json
+from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params
-from pipeline.plots import curves_png
-from pipeline.text_classifier import text_classifier
+from pipeline.training.plots import curves_png
 
 SPLITS = Path("data/index/splits.json")
 OUT_DIR = Path("models/clip_base")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.files import atomic_write_bytes
+from pipeline.data.files import atomic_write_bytes
 from pipeline.params import ParamsError, load_params
 from pipeline.params_checks import check_across_sections
 

@@ -10,7 +10,7 @@ outs: metrics/eval/<dataset>.json: for the variants maskformer (proposal net alo
       metrics/eval/<dataset>_predictions.png (a few images beside their predictions)
 
 <dataset> is a synthetic evaluation split of data/index/splits.json (world_full,
-world_things) or a real set under eval.root (pipeline/eval_datasets.py).
+world_things) or a real set under eval.root (pipeline/data/eval_datasets.py).
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.class_lists import ClassList, builtin_class_list, load_class_list
-from pipeline.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
-from pipeline.files import atomic_write_bytes, write_json
-from pipeline.image_io import read_labels, read_rgb
-from pipeline.layouts import iter_index, read_splits
+from pipeline.clip.text_classifier import split_synonyms
+from pipeline.data.class_lists import ClassList, builtin_class_list, load_class_list
+from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
+from pipeline.data.files import atomic_write_bytes, write_json
+from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params
-from pipeline.segment_view import class_iou_png, prediction_panels_png
-from pipeline.segmenter import load_segmenter
-from pipeline.semseg_metrics import confusion_matrix, segmentation_scores
-from pipeline.text_classifier import split_synonyms
+from pipeline.segment.metrics import confusion_matrix, segmentation_scores
+from pipeline.segment.segmenter import load_segmenter
+from pipeline.segment.view import class_iou_png, prediction_panels_png
 
 SPLITS = Path("data/index/splits.json")
 OUT_DIR = Path("metrics/eval")

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.class_lists import load_class_list
-from pipeline.clip_probe import label_segments
-from pipeline.files import write_json
-from pipeline.image_io import read_labels, read_rgb
-from pipeline.layouts import iter_index, read_splits
+from pipeline.clip.probe import label_segments
+from pipeline.data.class_lists import load_class_list
+from pipeline.data.files import write_json
+from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import iter_index, read_splits
+from pipeline.data.proposal_table import ImageProposals, ProposalWriter, gt_proposals, part_name
 from pipeline.params import load_params
-from pipeline.proposal_model import image_proposals, load_proposal_net, predict_proposals
-from pipeline.proposal_recall import segment_recall
-from pipeline.proposal_table import ImageProposals, ProposalWriter, gt_proposals, part_name
+from pipeline.proposals.model import image_proposals, load_proposal_net, predict_proposals
+from pipeline.proposals.recall import segment_recall
 
 SPLITS = Path("data/index/splits.json")
 NET_DIR = Path("models/proposals")

@@ -18,7 +18,8 @@ import json
 import time
 from pathlib import Path
 
-from pipeline.adapt_run import (
+from pipeline.adapt.adapted_model import FT_MARKER, finetune_plan
+from pipeline.adapt.run import (
     final_loss,
     fingerprint,
     inputs_digest,
@@ -30,12 +31,11 @@ from pipeline.adapt_run import (
     start_adaptation_stage,
     write_loss_log,
 )
-from pipeline.adapted_model import FT_MARKER, finetune_plan
-from pipeline.clip_adapt import MaskedCropEncoder
-from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
-from pipeline.files import atomic_dir, write_json
+from pipeline.adapt.train import MaskedCropEncoder
+from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
+from pipeline.data.files import atomic_dir, write_json
+from pipeline.data.shard_loader import ShardList
 from pipeline.params import to_dict
-from pipeline.shard_loader import ShardList
 
 BASE_DIR = Path("models/clip_base")
 SHARDS = Path("data/shards")

@@ -21,19 +21,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.class_lists import load_class_list
-from pipeline.clip_model import load_clip, tokenizer_for
-from pipeline.files import write_json
-from pipeline.image_io import read_labels, read_rgb
-from pipeline.layouts import iter_index, read_splits
-from pipeline.mask_classifier import crops_for_clip
-from pipeline.mask_prompts import encode_image
-from pipeline.nltk_setup import INSTALL_HELP, wordnet_reader
-from pipeline.nouns import NounExtractor, perceptron_tagger
-from pipeline.pair_mining import PAIR_SCHEMA, best_proposals, lemma_classes, mask_iou_single
+from pipeline.clip.mask_classifier import crops_for_clip
+from pipeline.clip.mask_prompts import encode_image
+from pipeline.clip.model import load_clip, tokenizer_for
+from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.data.class_lists import load_class_list
+from pipeline.data.files import write_json
+from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import iter_index, read_splits
+from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
+from pipeline.mining.nltk_setup import INSTALL_HELP, wordnet_reader
+from pipeline.mining.nouns import NounExtractor, perceptron_tagger
+from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, lemma_classes, mask_iou_single
 from pipeline.params import load_params
-from pipeline.proposal_table import gt_proposals, proposals_for_rows
-from pipeline.text_classifier import cached_text_classifier
 
 SPLITS = Path("data/index/splits.json")
 CLIP_DIR = Path("models/clip_base")

@@ -15,12 +15,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline import world_dataset as world
-from pipeline.class_lists import builtin_class_list, load_class_list
-from pipeline.files import atomic_dir, atomic_write_bytes, json_bytes
-from pipeline.layouts import index_coco, index_semseg, write_index
+from pipeline.data.class_lists import builtin_class_list, load_class_list
+from pipeline.data.files import atomic_dir, atomic_write_bytes, json_bytes
+from pipeline.data.layouts import index_coco, index_semseg, write_index
 from pipeline.params import DataParams, load_params
-from pipeline.sample_grid import sample_grid_png
+from pipeline.world import dataset as world
+from pipeline.world.sample_grid import sample_grid_png
 
 WORLD_DIR = Path("data/world")
 INDEX_DIR = Path("data/index")

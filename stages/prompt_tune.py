@@ -20,17 +20,17 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline.adapt_run import start_adaptation_stage, tune_phases, write_loss_log
-from pipeline.adapted_model import (
+from pipeline.adapt.adapted_model import (
     PROMPTS_FILE,
     clip_reference,
     prompt_tune_phases,
     was_finetuned,
     write_manifest,
 )
-from pipeline.clip_model import CONFIG_NAME, load_clip, save_clip
-from pipeline.files import atomic_dir, write_json
-from pipeline.mask_prompts import save_prompts
+from pipeline.adapt.run import start_adaptation_stage, tune_phases, write_loss_log
+from pipeline.clip.mask_prompts import save_prompts
+from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
+from pipeline.data.files import atomic_dir, write_json
 
 CLIP_DIR = Path("models/clip_ft")
 SHARDS = Path("data/shards")

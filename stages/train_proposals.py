@@ -23,18 +23,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.class_lists import load_class_list
-from pipeline.clip_model import load_clip, tokenizer_for
-from pipeline.distributed import init_distributed
-from pipeline.files import atomic_dir, atomic_write_bytes
-from pipeline.image_io import read_labels, read_rgb
-from pipeline.layouts import iter_index, read_splits
+from pipeline.clip.model import load_clip, tokenizer_for
+from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.data.class_lists import load_class_list
+from pipeline.data.files import atomic_dir, atomic_write_bytes
+from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params, to_dict
-from pipeline.plots import curves_png
-from pipeline.proposal_loss import LossWeights, segment_targets
-from pipeline.proposal_model import ProposalNet, ProposalNetConfig, save_proposal_net
-from pipeline.proposal_train import train_proposal_net
-from pipeline.text_classifier import cached_text_classifier
+from pipeline.proposals.loss import LossWeights, segment_targets
+from pipeline.proposals.model import ProposalNet, ProposalNetConfig, save_proposal_net
+from pipeline.proposals.train import train_proposal_net
+from pipeline.training.distributed import init_distributed
+from pipeline.training.plots import curves_png
 
 SPLITS = Path("data/index/splits.json")
 CLIP_DIR = Path("models/clip_base")

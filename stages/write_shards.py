@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from pipeline.files import encode_jpeg, encode_png, write_json
-from pipeline.image_io import read_labels, read_rgb
-from pipeline.layouts import iter_index, read_splits
-from pipeline.masked_crops import masked_crops
+from pipeline.clip.masked_crops import masked_crops
+from pipeline.data.files import encode_jpeg, encode_png, write_json
+from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import iter_index, read_splits
+from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
+from pipeline.data.shard_writer import ShardSet, sample_key, shard_name, shard_of_samples
 from pipeline.params import load_params
-from pipeline.proposal_table import gt_proposals, proposals_for_rows
-from pipeline.shards import ShardSet, sample_key, shard_name, shard_of_samples
 
 SPLITS = Path("data/index/splits.json")
 PAIRS = Path("data/pairs.parquet")

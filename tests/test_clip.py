@@ -4,9 +4,9 @@ import numpy as np
 import open_clip
 import torch
 
-from pipeline.clip_model import create_clip, load_clip, model_config, save_clip, tokenizer_for
-from pipeline.clip_pretrain import caption_batches, cosine_lr, train_clip
-from pipeline.clip_probe import accuracy_by_group, outline_control
+from pipeline.clip.model import create_clip, load_clip, model_config, save_clip, tokenizer_for
+from pipeline.clip.pretrain import caption_batches, cosine_lr, train_clip
+from pipeline.clip.probe import accuracy_by_group, outline_control
 
 
 def test_checkpoint_loads_with_plain_open_clip(tmp_path):

@@ -5,13 +5,18 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-from pipeline import adapt_run
-from pipeline.adapt_run import LoaderSettings, run_adaptation
-from pipeline.adapted_model import finetune_plan, prompt_tune_phases
-from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder, adaptation_optimizer, train_adaptation
-from pipeline.distributed import Distributed
-from pipeline.mask_prompts import MaskPrompts
-from pipeline.shard_loader import Augment, Batch, ShardBatches
+from pipeline.adapt import run as adapt_run
+from pipeline.adapt.adapted_model import finetune_plan, prompt_tune_phases
+from pipeline.adapt.run import LoaderSettings, run_adaptation
+from pipeline.adapt.train import (
+    AdaptPlan,
+    MaskedCropEncoder,
+    adaptation_optimizer,
+    train_adaptation,
+)
+from pipeline.clip.mask_prompts import MaskPrompts
+from pipeline.data.shard_loader import Augment, Batch, ShardBatches
+from pipeline.training.distributed import Distributed
 from tests.test_shard_loader import NOUNS, write_toy_shards
 
 
@@ -152,8 +157,8 @@ def _ddp_worker(rank, world, port, shard_dir, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank))
     torch.set_num_threads(1)
-    from pipeline.distributed import init_distributed
-    from pipeline.shard_loader import ShardList
+    from pipeline.data.shard_loader import ShardList
+    from pipeline.training.distributed import init_distributed
 
     ddp = init_distributed(torch.device("cpu"))
     encoder, _ = shard_run(ShardList.from_dir(shard_dir), out_dir / f"r{rank}.pt", steps=2,

@@ -145,7 +145,7 @@ def check_rejected_value_deletes_nothing(work: Path, env: dict) -> None:
 def check_adaptation(work: Path, depth: int) -> None:
     import open_clip
 
-    from pipeline.adapted_model import load_adapted
+    from pipeline.adapt.adapted_model import load_adapted
 
     open_clip.create_model_and_transforms(f"local-dir:{work / 'models/clip_ft'}")
     model, prompts, manifest = load_adapted(work / "models/mask_prompts")

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.class_lists import builtin_class_list
-from pipeline.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
-from pipeline.image_io import read_labels
-from pipeline.layouts import LayoutError
+from pipeline.data.class_lists import builtin_class_list
+from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
+from pipeline.data.image_io import read_labels
+from pipeline.data.layouts import LayoutError
 
 
 def make_tree(root, name, stems=("a", "b"), extra_images=("unlabelled",)):

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.layouts import (
+from pipeline.data.layouts import (
     IndexRow,
     LayoutError,
     index_coco,

@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.clip_model import create_clip, pixel_stats
-from pipeline.mask_classifier import cast_for_inference, classify_masks
-from pipeline.mask_prompts import encode_image
-from pipeline.masked_crops import masked_crops
+from pipeline.clip.mask_classifier import cast_for_inference, classify_masks
+from pipeline.clip.mask_prompts import encode_image
+from pipeline.clip.masked_crops import masked_crops
+from pipeline.clip.model import create_clip, pixel_stats
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.clip_model import create_clip
-from pipeline.mask_prompts import (
+from pipeline.clip.mask_prompts import (
     MaskPrompts,
     encode_image,
     load_prompts,
     patch_foreground,
     save_prompts,
 )
+from pipeline.clip.model import create_clip
 
 BLOCKS = 4  # ovseg-tiny-vit: 64 px images, 8 px patches (8x8 grid), width 96, 4 blocks
 

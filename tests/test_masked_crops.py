@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.masked_crops import expand_boxes, mask_boxes, masked_crops
+from pipeline.clip.masked_crops import expand_boxes, mask_boxes, masked_crops
 
 METHODS = ["matmul", "loop"]
 

@@ -1,4 +1,4 @@
-from pipeline.nltk_setup import LEXNAMES, copy_debian_wordnet, lexnames_text
+from pipeline.mining.nltk_setup import LEXNAMES, copy_debian_wordnet, lexnames_text
 
 
 def test_lexnames_has_the_45_wordnet_files():

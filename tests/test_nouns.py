@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.nltk_setup import wordnet_reader
-from pipeline.nouns import NounExtractor, tokenize
+from pipeline.mining.nltk_setup import wordnet_reader
+from pipeline.mining.nouns import NounExtractor, tokenize
 
 # (caption, expected noun lemmas in order) - COCO-style captions, including plurals,
 # compounds, blacklisted framing words, punctuation, empty and non-ASCII captions.

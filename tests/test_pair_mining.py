@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.pair_mining import best_proposals, lemma_classes, mask_iou_single
+from pipeline.mining.pairs import best_proposals, lemma_classes, mask_iou_single
 
 
 def test_each_noun_gets_its_most_similar_proposal():

@@ -7,17 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.proposal_loss import LossWeights, match, pairwise_bce, pairwise_dice, set_loss
-from pipeline.proposal_model import ProposalNet, ProposalNetConfig, class_logits
-from pipeline.proposal_recall import segment_recall
-from pipeline.proposal_table import (
+from pipeline.data.proposal_table import (
     ImageProposals,
     ProposalWriter,
     decode_masks,
     encode_masks,
     iter_image_proposals,
 )
-from pipeline.proposal_train import batch_indices, train_proposal_net
+from pipeline.proposals.loss import LossWeights, match, pairwise_bce, pairwise_dice, set_loss
+from pipeline.proposals.model import ProposalNet, ProposalNetConfig, class_logits
+from pipeline.proposals.recall import segment_recall
+from pipeline.proposals.train import batch_indices, train_proposal_net
 
 
 def brute_force_cost(cost: np.ndarray) -> float:
@@ -213,7 +213,7 @@ def _ddp_worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank))
     torch.set_num_threads(1)
-    from pipeline.distributed import init_distributed
+    from pipeline.training.distributed import init_distributed
 
     ddp = init_distributed(torch.device("cpu"))
     cfg = ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1, text_dim=8)
@@ -262,8 +262,8 @@ def test_show_proposals_command_draws_a_png(tmp_path):
 
     from PIL import Image
 
-    from pipeline.cli import main
-    from pipeline.layouts import IndexRow, write_index
+    from pipeline.data.layouts import IndexRow, write_index
+    from pipeline.segment.cli import main
 
     (tmp_path / "img").mkdir()
     Image.fromarray(np.full((9, 11, 3), 128, np.uint8)).save(tmp_path / "img/a.jpg")

@@ -2,8 +2,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.class_lists import ClassList
-from pipeline.region_accuracy import RegionSet, Variant, outline_accuracy, region_accuracy
+from pipeline.adapt.region_accuracy import RegionSet, Variant, outline_accuracy, region_accuracy
+from pipeline.data.class_lists import ClassList
 
 
 class ColourClip(torch.nn.Module):
@@ -28,7 +28,7 @@ def regions(n_images=10):
 
 
 def test_region_accuracy_counts_seen_and_unseen_and_runs_the_outline_checks(monkeypatch):
-    import pipeline.mask_classifier as mc
+    import pipeline.clip.mask_classifier as mc
 
     monkeypatch.setattr(mc, "encode_image", lambda model, images, masks, prompts:
                         model.visual(images))

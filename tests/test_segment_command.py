@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.adapted_model import clip_reference, load_adapted, write_manifest
-from pipeline.cli import main
-from pipeline.clip_model import save_clip
-from pipeline.proposal_model import ProposalNet, ProposalNetConfig, save_proposal_net
+from pipeline.adapt.adapted_model import clip_reference, load_adapted, write_manifest
+from pipeline.clip.model import save_clip
+from pipeline.proposals.model import ProposalNet, ProposalNetConfig, save_proposal_net
+from pipeline.segment.cli import main
 
 TINY_CLIP = {"embed_dim": 16,
              "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.semseg_metrics import confusion_matrix, segmentation_scores
-from pipeline.two_stage import (
+from pipeline.segment.metrics import confusion_matrix, segmentation_scores
+from pipeline.segment.two_stage import (
     crop_masks,
     ensemble,
     label_map,

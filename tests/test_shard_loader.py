@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.shard_loader import (
+from pipeline.data.shard_loader import (
     Augment,
     ShardBatches,
     ShardList,
@@ -18,15 +18,15 @@ from pipeline.shard_loader import (
     shard_samples,
     tar_members,
 )
-from pipeline.shards import ShardSet, shard_of_samples
+from pipeline.data.shard_writer import ShardSet, shard_of_samples
 
 NOUNS = ["cat", "dog", "bus", "sky", "grass"]
 
 
 def write_toy_shards(folder, n=40, n_shards=3, size=16, seed=0):
     """n samples: crop colour and mask position vary with the sample number."""
-    from pipeline.files import encode_jpeg, encode_png, write_json
-    from pipeline.shards import shard_name
+    from pipeline.data.files import encode_jpeg, encode_png, write_json
+    from pipeline.data.shard_writer import shard_name
 
     rng = np.random.default_rng(seed)
     assign = shard_of_samples(n, n_shards, seed)

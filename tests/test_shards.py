@@ -2,8 +2,8 @@
 import numpy as np
 import webdataset as wds
 
-from pipeline.files import encode_jpeg, encode_png
-from pipeline.shards import ShardSet, sample_key, shard_of_samples
+from pipeline.data.files import encode_jpeg, encode_png
+from pipeline.data.shard_writer import ShardSet, sample_key, shard_of_samples
 
 
 def write_shards(out, n=23, shards=3, seed=0):

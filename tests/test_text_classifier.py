@@ -3,14 +3,14 @@ import json
 import pytest
 import torch
 
-from pipeline.class_lists import load_vocabulary
-from pipeline.clip_model import create_clip
-from pipeline.text_classifier import (
+from pipeline.clip.model import create_clip
+from pipeline.clip.text_classifier import (
     cached_text_classifier,
     split_synonyms,
     text_classifier,
     text_tower_hash,
 )
+from pipeline.data.class_lists import load_vocabulary
 
 
 class FakeCLIP:

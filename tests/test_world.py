@@ -5,22 +5,22 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.layouts import index_coco
-from pipeline.world_captions import caption_scene
-from pipeline.world_classes import (
+from pipeline.data.layouts import index_coco
+from pipeline.world.captions import caption_scene
+from pipeline.world.classes import (
     EVAL_VOCABS,
     THING_IDS,
     TRAIN_VOCAB,
     WORLD_CLASSES,
 )
-from pipeline.world_dataset import (
+from pipeline.world.dataset import (
     COCO_CAPTIONS,
     COCO_IMAGES,
     COCO_LABELS,
     WorldSpec,
     write_world,
 )
-from pipeline.world_render import blob_mask, render_scene, sample_training_scene
+from pipeline.world.render import blob_mask, render_scene, sample_training_scene
 
 SPEC = WorldSpec(seed=3, image_size=32, train_images=12, eval_images=4, probe_images=4,
                  captions_per_image=5, max_things=3)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.layouts import IndexRow, LayoutError
+from pipeline.data.layouts import IndexRow, LayoutError
 
 
 @dataclass(frozen=True)

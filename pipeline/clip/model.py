@@ -18,7 +18,7 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "models" / "configs"
+MODEL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "models" / "configs"
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
 

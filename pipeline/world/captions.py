@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.world_classes import WORLD_CLASSES
-from pipeline.world_render import Scene
+from pipeline.world.classes import WORLD_CLASSES
+from pipeline.world.render import Scene
 
 OPENERS = ("", "", "", "a photo of ", "an image of ", "a picture of ", "a view of ",
            "a close up of ", "a group of ")

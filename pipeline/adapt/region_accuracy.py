@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.class_lists import ClassList
-from pipeline.clip_probe import accuracy_by_group, label_segments, outline_control, outline_features
-from pipeline.image_io import read_labels, read_rgb
-from pipeline.mask_classifier import crop_cosines, crops_for_clip
+from pipeline.clip.mask_classifier import crop_cosines, crops_for_clip
+from pipeline.clip.probe import accuracy_by_group, label_segments, outline_control, outline_features
+from pipeline.data.class_lists import ClassList
+from pipeline.data.image_io import read_labels, read_rgb
 
 
 @dataclass

@@ -8,7 +8,7 @@ sudo). No POS-tagger model is available offline; the miner then falls back to a 
 noun lexicon. Exits non-zero, saying what to run, when WordNet cannot be had: `make repro`
 then stops before the graph starts rather than at mine_pairs.
 
-    python -m pipeline.nltk_setup --dir .nltk_data
+    python -m pipeline.mining.nltk_setup --dir .nltk_data
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ INSTALL_HELP = ("WordNet 3.0 is missing. Either allow NLTK to download it "
                 "`make nltk` again.")
 
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".nltk_data"  # what `make nltk` fills
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / ".nltk_data"  # what `make nltk` fills
 
 
 def lexnames_text() -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.mask_classifier import CLIP_LOGIT_SCALE, crop_cosines, crops_for_clip
-from pipeline.proposal_model import ProposalNet, class_logits
-from pipeline.two_stage import crop_masks, label_map, maskformer_probs, variant_probs
+from pipeline.clip.mask_classifier import CLIP_LOGIT_SCALE, crop_cosines, crops_for_clip
+from pipeline.proposals.model import ProposalNet, class_logits
+from pipeline.segment.two_stage import crop_masks, label_map, maskformer_probs, variant_probs
 
 
 @dataclass
@@ -77,11 +77,11 @@ def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/p
     """The pipeline's trained models, set up for `class_names`. The proposal net's class
     embeddings come from the base CLIP's text tower (the space it was trained in), the
     crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze it)."""
-    from pipeline.adapted_model import load_adapted
-    from pipeline.clip_model import load_clip, tokenizer_for
-    from pipeline.mask_classifier import cast_for_inference
-    from pipeline.proposal_model import load_proposal_net
-    from pipeline.text_classifier import cached_text_classifier
+    from pipeline.adapt.adapted_model import load_adapted
+    from pipeline.clip.mask_classifier import cast_for_inference
+    from pipeline.clip.model import load_clip, tokenizer_for
+    from pipeline.clip.text_classifier import cached_text_classifier
+    from pipeline.proposals.model import load_proposal_net
 
     net, _, _ = load_proposal_net(proposals_dir)
     base = load_clip(base_clip_dir).eval()

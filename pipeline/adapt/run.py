@@ -22,16 +22,27 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.clip_adapt import AdaptPlan, MaskedCropEncoder, adaptation_optimizer, train_adaptation
-from pipeline.clip_model import WEIGHTS_NAME, pixel_stats, tokenizer_for
-from pipeline.distributed import Distributed, init_distributed
-from pipeline.files import atomic_write_bytes
-from pipeline.mask_classifier import crop_size
-from pipeline.mask_prompts import MaskPrompts
+from pipeline.adapt.train import (
+    AdaptPlan,
+    MaskedCropEncoder,
+    adaptation_optimizer,
+    train_adaptation,
+)
+from pipeline.clip.mask_classifier import crop_size
+from pipeline.clip.mask_prompts import MaskPrompts
+from pipeline.clip.model import WEIGHTS_NAME, pixel_stats, tokenizer_for
+from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.data.files import atomic_write_bytes
+from pipeline.data.shard_loader import (
+    Augment,
+    ShardBatches,
+    ShardList,
+    batch_loader,
+    noun_vocabulary,
+)
 from pipeline.params import Params, load_params, to_dict
-from pipeline.plots import curves_png
-from pipeline.shard_loader import Augment, ShardBatches, ShardList, batch_loader, noun_vocabulary
-from pipeline.text_classifier import cached_text_classifier
+from pipeline.training.distributed import Distributed, init_distributed
+from pipeline.training.plots import curves_png
 
 LOG_FIELDS = ("step", "phase", "loss", "clip_lr", "prompt_lr")
 

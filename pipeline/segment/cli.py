@@ -11,11 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.files import atomic_write_bytes
-from pipeline.image_io import read_rgb
-from pipeline.layouts import iter_index, read_splits
-from pipeline.proposal_table import iter_image_proposals
-from pipeline.proposal_view import proposals_png
+from pipeline.data.files import atomic_write_bytes
+from pipeline.data.image_io import read_rgb
+from pipeline.data.layouts import iter_index, read_splits
+from pipeline.data.proposal_table import iter_image_proposals
+from pipeline.proposals.view import proposals_png
 
 
 def show_proposals(args) -> int:
@@ -47,10 +47,10 @@ def segment(args) -> int:
     import numpy as np
     import torch
 
-    from pipeline.class_lists import load_vocabulary
+    from pipeline.data.class_lists import load_vocabulary
     from pipeline.params import ParamsError, load_params
-    from pipeline.segment_view import segmentation_png
-    from pipeline.segmenter import load_segmenter
+    from pipeline.segment.segmenter import load_segmenter
+    from pipeline.segment.view import segmentation_png
 
     try:
         if args.classes_file:
@@ -90,7 +90,7 @@ def segment(args) -> int:
         labels = segmenter.predict(x)[args.variant].numpy()
         stem = Path(path).stem
         dtype_out = np.uint8 if len(names) <= 255 else np.uint16
-        from pipeline.files import encode_png
+        from pipeline.data.files import encode_png
 
         atomic_write_bytes(out / f"{stem}_labels.png", encode_png(labels.astype(dtype_out)))
         atomic_write_bytes(out / f"{stem}_overlay.png", segmentation_png(image, labels, names))

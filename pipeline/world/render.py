@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.world_classes import STUFF_IDS, THING_IDS, WORLD_CLASSES, Appearance
+from pipeline.world.classes import STUFF_IDS, THING_IDS, WORLD_CLASSES, Appearance
 
 PATTERNS = (
     "solid", "gradient", "speckle", "blotch", "stripes", "checker", "dots", "rings", "rays",

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.class_lists import ClassList
-from pipeline.files import encode_jpeg, encode_png, json_bytes
-from pipeline.world_captions import caption_scene
-from pipeline.world_classes import (
+from pipeline.data.class_lists import ClassList
+from pipeline.data.files import encode_jpeg, encode_png, json_bytes
+from pipeline.world.captions import caption_scene
+from pipeline.world.classes import (
     EVAL_VOCABS,
     THING_IDS,
     TRAIN_VOCAB,
     WORLD_CLASSES,
     SplitVocabulary,
 )
-from pipeline.world_render import sample_probe_scene, sample_training_scene
+from pipeline.world.render import sample_probe_scene, sample_training_scene
 
 COCO_IMAGES = "coco/train2017"
 COCO_CAPTIONS = "coco/annotations/captions_train2017.json"

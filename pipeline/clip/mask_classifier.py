@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.clip_model import pixel_stats
-from pipeline.mask_prompts import encode_image
-from pipeline.masked_crops import masked_crops
+from pipeline.clip.mask_prompts import encode_image
+from pipeline.clip.masked_crops import masked_crops
+from pipeline.clip.model import pixel_stats
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CLIP_LOGIT_SCALE = 100.0  # OVSeg's fixed temperature for masked-crop classification

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.masked_crops import masked_crops
+from pipeline.clip.masked_crops import masked_crops
 
 
 @dataclass

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.clip_pretrain import cosine_lr
-from pipeline.distributed import Distributed
-from pipeline.proposal_loss import LossWeights, set_loss
-from pipeline.proposal_model import ProposalNet, class_logits
+from pipeline.clip.pretrain import cosine_lr
+from pipeline.proposals.loss import LossWeights, set_loss
+from pipeline.proposals.model import ProposalNet, class_logits
+from pipeline.training.distributed import Distributed
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:

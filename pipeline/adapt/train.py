@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch import nn
 
-from pipeline.clip_pretrain import cosine_lr, param_groups
-from pipeline.distributed import Distributed
-from pipeline.mask_prompts import MaskPrompts, encode_image
-from pipeline.shard_loader import Batch
+from pipeline.clip.mask_prompts import MaskPrompts, encode_image
+from pipeline.clip.pretrain import cosine_lr, param_groups
+from pipeline.data.shard_loader import Batch
+from pipeline.training.distributed import Distributed
 
 
 @dataclass(frozen=True)

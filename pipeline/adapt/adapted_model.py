@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.clip_model import load_clip
-from pipeline.files import write_json
-from pipeline.mask_prompts import load_prompts
+from pipeline.clip.mask_prompts import load_prompts
+from pipeline.clip.model import load_clip
+from pipeline.data.files import write_json
 
 MANIFEST = "adapted.json"
 PROMPTS_FILE = "mask_prompts.safetensors"
