@@ -2,9 +2,13 @@
 evaluation split, seen and unseen classes apart, for the base CLIP, FT, MPT and the
 pipeline's adapted CLIP (FT then MPT by default), beside an outline-only control.
 
-deps: models/clip_base, models/clip_ft, models/mask_prompts, data/shards, eval splits,
-      params adapt, mpt, ft
-outs: metrics/adaptation.json
+    python -m stages.adaptation_report --params params.yaml --index data/index
+        --base-clip models/clip_base --ft-clip models/clip_ft --adapted models/mask_prompts
+        --shards data/shards --text-cache .cache/text_classifiers
+        --resume data/tmp/adaptation_report --metrics metrics/adaptation.json
+
+--index: the evaluation splits whose ground-truth crops are classified; --shards and
+--resume: for a row trained here (below).
 
 Rows the pipeline did not produce are trained here with the same params when cheap and
 asked for: with FT and MPT both on, the "mpt" row (prompts on the base CLIP) is trained
@@ -19,40 +23,33 @@ from pathlib import Path
 
 from pipeline.adapt.adapted_model import load_adapted, was_finetuned
 from pipeline.adapt.region_accuracy import Variant, region_accuracy, split_regions
-from pipeline.adapt.run import start_adaptation_stage, tune_phases
+from pipeline.adapt.run import tune_phases
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import cached_text_classifier
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.files import write_json
 from pipeline.data.layouts import iter_index, read_splits
-
-SPLITS = Path("data/index/splits.json")
-BASE_DIR = Path("models/clip_base")
-FT_DIR = Path("models/clip_ft")
-ADAPTED_DIR = Path("models/mask_prompts")
-SHARDS = Path("data/shards")
-RESUME_DIR = Path("data/tmp/adaptation_report")
-METRICS = Path("metrics/adaptation.json")
-TEXT_CACHE = Path(".cache/text_classifiers")
+from stages._adapt_setup import start_adaptation_stage, step_bars
 
 
-def variant_models(params, device, ddp) -> tuple[dict, dict]:
+def variant_models(params, args, device, ddp) -> tuple[dict, dict]:
     """{row: (model, prompts)} of the rows that exist, {row: reason} of those that do not."""
     ft, mpt = params.ft, params.mpt
-    adapted, prompts, manifest = load_adapted(ADAPTED_DIR)
-    models, missing = {"base": (load_clip(BASE_DIR).eval(), None)}, {}
-    ft_only = was_finetuned(FT_DIR)
+    adapted, prompts, manifest = load_adapted(args.adapted)
+    models, missing = {"base": (load_clip(args.base_clip).eval(), None)}, {}
+    ft_only = was_finetuned(args.ft_clip)
     if ft_only:
-        models["ft"] = (load_clip(FT_DIR).eval(), None)
+        models["ft"] = (load_clip(args.ft_clip).eval(), None)
     else:
         missing["ft"] = ("ft.enabled is false" if not ft.enabled else
                          f"mpt.order {mpt.order} finetunes CLIP only after or with the prompts")
     if manifest["phases"] == ["mpt"] and not manifest["clip_finetuned_before"]:
         models["mpt"] = (adapted, prompts)
     elif mpt.enabled and params.adapt.mpt_only_row:
-        base = load_clip(BASE_DIR)
-        learned, _, _ = tune_phases(base, mpt.depth, ["mpt"], params, SHARDS, BASE_DIR,
-                                    RESUME_DIR, TEXT_CACHE, device, ddp)
+        base = load_clip(args.base_clip)
+        learned, _, _ = tune_phases(base, mpt.depth, ["mpt"], params, args.shards,
+                                    args.base_clip, args.resume, args.text_cache, device, ddp,
+                                    step_bars(ddp))
         models["mpt"] = (base.cpu().eval(), learned.prompts.detach().cpu())
     else:
         missing["mpt"] = "mpt.enabled is false" if not mpt.enabled else \
@@ -64,21 +61,24 @@ def variant_models(params, device, ddp) -> tuple[dict, dict]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    for flag in ("--params", "--index", "--base-clip", "--ft-clip", "--adapted", "--shards",
+                 "--text-cache", "--resume", "--metrics"):
+        ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params, device, ddp = start_adaptation_stage(args.params)
     a = params.adapt
-    models, missing = variant_models(params, device, ddp)
+    models, missing = variant_models(params, args, device, ddp)
     if not ddp.main:
         return
-    tokenizer = tokenizer_for(BASE_DIR)
-    splits = {name: s for name, s in read_splits(SPLITS).items() if s.role == "eval"}
+    tokenizer = tokenizer_for(args.base_clip)
+    splits = {name: s for name, s in read_splits(args.index / "splits.json").items()
+              if s.role == "eval"}
     report = {"rows": list(models) + list(missing), "missing": missing, "fill": a.fill,
               "order": params.mpt.order, "splits": {}}
     for name, split in splits.items():
         classes = load_class_list(split.classes)
         variants = {row: Variant(m, p, cached_text_classifier(m, tokenizer, classes.names,
-                                                               TEXT_CACHE))
+                                                               args.text_cache))
                     for row, (m, p) in models.items()}
         regions = split_regions(iter_index(split.index), Path(split.image_dir),
                                 Path(split.label_dir), split.ignore_label,
@@ -90,8 +90,8 @@ def main(argv=None) -> None:
             f"{row} {result[row]['all']:.3f} (seen {result[row]['seen'] or 0:.3f}, unseen "
             f"{result[row]['unseen'] or 0:.3f})" for row in models)
             + f"; outline-only control {(result['outline_only_control'] or {}).get('accuracy')}")
-    write_json(METRICS, report)
-    shutil.rmtree(RESUME_DIR, ignore_errors=True)
+    write_json(args.metrics, report)
+    shutil.rmtree(args.resume, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ MARKER = b"params.yaml passed pipeline/params.py and pipeline/params_checks.py\n
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/params_checked")
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
         check_across_sections(load_params(args.params))

@@ -1,14 +1,17 @@
-"""Stage finetune (FT, OVSeg sec. 3.3): train the base CLIP's image tower on the masked-crop
+"""Stage finetune (FT, OVSeg §3.3): train the base CLIP's image tower on the masked-crop
 shards with the CLIP contrastive loss, text tower frozen.
 
-deps: models/clip_base, data/shards, params ft, adapt, mpt.order, mpt.enabled
-outs: models/clip_ft/ (open_clip local-dir checkpoint + finetune.json),
-      metrics/finetune.json, metrics/finetune_loss.csv (+ .png)
+    python -m stages.finetune --params params.yaml --clip models/clip_base
+        --shards data/shards --text-cache .cache/text_classifiers
+        --resume data/tmp/finetune/last.pt --out models/clip_ft
+        --metrics metrics/finetune.json --loss-csv metrics/finetune_loss.csv
+        --loss-png metrics/finetune_loss.png
 
-When FT is off (`ft.enabled: false`) or comes after MPT (`mpt.order` mpt_then_ft or
-simultaneous: prompt_tune trains CLIP then), models/clip_ft is the base CLIP unchanged.
-Resumable (data/tmp/finetune/last.pt). Several processes or GPUs:
-`torchrun --nproc_per_node 4 -m stages.finetune`.
+--out: an open_clip local-dir checkpoint and finetune.json. When FT is off
+(`ft.enabled: false`) or comes after MPT (`mpt.order` mpt_then_ft or simultaneous:
+prompt_tune trains CLIP then), it is the base CLIP unchanged. Resumable (--resume).
+Several processes or GPUs: `torchrun --nproc_per_node 4 -m stages.finetune` with the
+same arguments.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from pipeline.adapt.run import (
     phase_plan,
     run_adaptation,
     run_summary,
-    start_adaptation_stage,
     write_loss_log,
 )
 from pipeline.adapt.train import MaskedCropEncoder
@@ -36,37 +38,33 @@ from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
 from pipeline.data.files import atomic_dir, write_json
 from pipeline.data.shard_loader import ShardList
 from pipeline.params import to_dict
-
-BASE_DIR = Path("models/clip_base")
-SHARDS = Path("data/shards")
-OUT_DIR = Path("models/clip_ft")
-RESUME = Path("data/tmp/finetune/last.pt")
-METRICS = Path("metrics/finetune.json")
-LOSS_CSV = Path("metrics/finetune_loss.csv")
-LOSS_PNG = Path("metrics/finetune_loss.png")
-TEXT_CACHE = Path(".cache/text_classifiers")
+from stages._adapt_setup import start_adaptation_stage, step_bars
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    for flag in ("--params", "--clip", "--shards", "--text-cache", "--resume", "--out",
+                 "--metrics", "--loss-csv", "--loss-png"):
+        ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params, device, ddp = start_adaptation_stage(args.params)
     ft, mpt, a = params.ft, params.mpt, params.adapt
-    model = load_clip(BASE_DIR)
-    model_cfg = json.loads((BASE_DIR / CONFIG_NAME).read_text())["model_cfg"]
+    model = load_clip(args.clip)
+    model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
     trains = finetune_plan(ft.enabled, mpt.enabled, mpt.order)
     logs, info = [], {"finetuned": trains}
     t0 = time.time()
     if trains:
-        shards = ShardList.from_dir(SHARDS)
-        nouns, text = noun_text_features(model, tokenizer_for(BASE_DIR), shards, TEXT_CACHE)
+        shards = ShardList.from_dir(args.shards)
+        nouns, text = noun_text_features(model, tokenizer_for(args.clip), shards,
+                                         args.text_cache)
         plan, batch_size, every = phase_plan("ft", ft, mpt, shards.samples)
         tag = fingerprint({"stage": "finetune", "ft": to_dict(ft), "adapt": to_dict(a),
-                           "inputs": inputs_digest(BASE_DIR, shards)})
+                           "inputs": inputs_digest(args.clip, shards)})
         logs = run_adaptation(MaskedCropEncoder(model), plan, shards,
-                              loader_settings(a, model, batch_size), text, nouns, RESUME,
-                              tag, every, device, ddp, a.precision, phase="ft")
+                              loader_settings(a, model, batch_size), text, nouns, args.resume,
+                              tag, every, device, ddp, a.precision, phase="ft",
+                              progress=step_bars(ddp))
         info.update(run_summary(plan, batch_size, time.time() - t0), nouns=len(nouns),
                     first_loss=round(logs[0]["loss"], 4), final_loss=final_loss(logs))
     else:
@@ -74,14 +72,14 @@ def main(argv=None) -> None:
                           f"mpt.order is {mpt.order}: prompt_tune trains CLIP")
     if not ddp.main:
         return
-    with atomic_dir(OUT_DIR) as out:
+    with atomic_dir(args.out) as out:
         save_clip(model.cpu().eval(), model_cfg, out)
-        write_json(out / FT_MARKER, {"finetuned": trains, "from": str(BASE_DIR)})
-    write_loss_log(logs, LOSS_CSV, LOSS_PNG, "FT: masked-crop contrastive loss")
-    write_json(METRICS, info)
-    RESUME.unlink(missing_ok=True)
+        write_json(out / FT_MARKER, {"finetuned": trains, "from": str(args.clip)})
+    write_loss_log(logs, args.loss_csv, args.loss_png, "FT: masked-crop contrastive loss")
+    write_json(args.metrics, info)
+    args.resume.unlink(missing_ok=True)
     print("finetune:", {k: v for k, v in info.items() if k != "reason"} if trains
-          else f"skipped ({info['reason']}); {OUT_DIR} is the base CLIP")
+          else f"skipped ({info['reason']}); {args.out} is the base CLIP")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,21 @@
-"""Stage prompt_tune (MPT, OVSeg sec. 3.3): learn mask prompts that stand in for the
+"""Stage prompt_tune (MPT, OVSeg §3.3): learn mask prompts that stand in for the
 background patch tokens of masked crops, with CLIP's weights frozen.
 
-deps: models/clip_ft, data/shards, params mpt, ft, adapt
-outs: models/mask_prompts/ (mask_prompts.safetensors, adapted.json, and clip/ when this
-      stage also trained CLIP), metrics/prompt_tune.json, metrics/prompt_tune_loss.csv (+ .png)
+    python -m stages.prompt_tune --params params.yaml --clip models/clip_ft
+        --shards data/shards --text-cache .cache/text_classifiers
+        --resume data/tmp/prompt_tune --out models/mask_prompts
+        --metrics metrics/prompt_tune.json --loss-csv metrics/prompt_tune_loss.csv
+        --loss-png metrics/prompt_tune_loss.png
+
+--out: mask_prompts.safetensors, adapted.json, and clip/ when this stage also trained CLIP.
 
 `mpt.order` (OVSeg Table 4): ft_then_mpt tunes prompts on the finetuned CLIP;
 mpt_then_ft tunes prompts on the base CLIP and then finetunes CLIP with those prompts in
 place; simultaneous trains both at once (CLIP at ft.lr, prompts at mpt.lr, for the longer
 of ft.epochs and mpt.epochs at ft.batch_size). adapted.json names the CLIP that goes with
-the prompts. Resumable per phase (data/tmp/prompt_tune/<phase>.pt).
-Several processes or GPUs: `torchrun --nproc_per_node 4 -m stages.prompt_tune`.
+the prompts. Resumable per phase (<--resume>/<k>-<phase>.pt).
+Several processes or GPUs: `torchrun --nproc_per_node 4 -m stages.prompt_tune` with the
+same arguments.
 """
 
 from __future__ import annotations
@@ -27,50 +32,46 @@ from pipeline.adapt.adapted_model import (
     was_finetuned,
     write_manifest,
 )
-from pipeline.adapt.run import start_adaptation_stage, tune_phases, write_loss_log
+from pipeline.adapt.run import tune_phases, write_loss_log
 from pipeline.clip.mask_prompts import save_prompts
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
 from pipeline.data.files import atomic_dir, write_json
-
-CLIP_DIR = Path("models/clip_ft")
-SHARDS = Path("data/shards")
-OUT_DIR = Path("models/mask_prompts")
-RESUME_DIR = Path("data/tmp/prompt_tune")
-METRICS = Path("metrics/prompt_tune.json")
-LOSS_CSV = Path("metrics/prompt_tune_loss.csv")
-LOSS_PNG = Path("metrics/prompt_tune_loss.png")
-TEXT_CACHE = Path(".cache/text_classifiers")
+from stages._adapt_setup import start_adaptation_stage, step_bars
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    for flag in ("--params", "--clip", "--shards", "--text-cache", "--resume", "--out",
+                 "--metrics", "--loss-csv", "--loss-png"):
+        ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params, device, ddp = start_adaptation_stage(args.params)
     ft, mpt = params.ft, params.mpt
     phases = prompt_tune_phases(ft.enabled, mpt.enabled, mpt.order)
-    model = load_clip(CLIP_DIR)
+    model = load_clip(args.clip)
     prompts, logs, summary = None, [], {"phases": []}
     if phases:
-        prompts, logs, summary = tune_phases(model, mpt.depth, phases, params, SHARDS,
-                                             CLIP_DIR, RESUME_DIR, TEXT_CACHE, device, ddp)
+        prompts, logs, summary = tune_phases(model, mpt.depth, phases, params, args.shards,
+                                             args.clip, args.resume, args.text_cache, device,
+                                             ddp, step_bars(ddp))
     if not ddp.main:
         return
     trains_clip = any(p in ("ft", "simultaneous") for p in phases)
     meta = {"order": mpt.order, "ft_enabled": ft.enabled, "mpt_enabled": mpt.enabled,
-            "phases": phases, "clip_finetuned_before": was_finetuned(CLIP_DIR)}
-    clip_ref = clip_reference(OUT_DIR / "clip" if trains_clip else CLIP_DIR, OUT_DIR)
-    with atomic_dir(OUT_DIR) as out:
+            "phases": phases, "clip_finetuned_before": was_finetuned(args.clip)}
+    clip_ref = clip_reference(args.out / "clip" if trains_clip else args.clip, args.out)
+    with atomic_dir(args.out) as out:
         if prompts is not None:
             save_prompts(prompts.prompts, out / PROMPTS_FILE,
                          {"depth": mpt.depth, "clip": clip_ref})
         if trains_clip:
-            model_cfg = json.loads((CLIP_DIR / CONFIG_NAME).read_text())["model_cfg"]
+            model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
             save_clip(model.cpu().eval(), model_cfg, out / "clip")
         write_manifest(out, clip_ref, PROMPTS_FILE if prompts is not None else None, meta)
-    write_loss_log(logs, LOSS_CSV, LOSS_PNG, f"prompt_tune ({' then '.join(phases) or 'off'})")
-    write_json(METRICS, {**summary, **meta})
-    shutil.rmtree(RESUME_DIR, ignore_errors=True)
+    write_loss_log(logs, args.loss_csv, args.loss_png,
+                   f"prompt_tune ({' then '.join(phases) or 'off'})")
+    write_json(args.metrics, {**summary, **meta})
+    shutil.rmtree(args.resume, ignore_errors=True)
     print("prompt_tune:", summary if phases else "mpt.enabled is false: no prompts")
 
 

@@ -1,8 +1,11 @@
 """Stage write_shards: one webdataset sample per mined pair - the unfilled masked crop, its
-mask, the noun - in shards that are byte-identical across runs (DESIGN sec. 6).
+mask, the noun - in shards that are byte-identical across runs.
 
-deps: data/pairs.parquet, data/proposals (or ground-truth segments), images, params shards
-outs: data/shards/shard-*.tar, data/shards/sizes.json
+    python -m stages.write_shards --params params.yaml --index data/index
+        --proposals data/proposals --pairs data/pairs.parquet --out data/shards
+
+--proposals is read when `mine.masks` is proposals (else the ground-truth segments are);
+--out gets shard-*.tar and sizes.json.
 """
 
 from __future__ import annotations
@@ -25,11 +28,6 @@ from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
 from pipeline.data.shard_writer import ShardSet, sample_key, shard_name, shard_of_samples
 from pipeline.params import load_params
 
-SPLITS = Path("data/index/splits.json")
-PAIRS = Path("data/pairs.parquet")
-PROPOSALS = Path("data/proposals")
-OUT_DIR = Path("data/shards")
-
 
 def pairs_by_image(pairs: dict) -> dict[int, list[int]]:
     """image_id -> row numbers of its pairs (pairs are written in image order)."""
@@ -41,23 +39,24 @@ def pairs_by_image(pairs: dict) -> dict[int, list[int]]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    for flag in ("--params", "--index", "--proposals", "--pairs", "--out"):
+        ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
     p, masks_from = params.shards, params.mine.masks
     torch.set_num_threads(p.threads)
-    pairs = pq.read_table(PAIRS, columns=["image_id", "caption_index", "noun", "lemma",
+    pairs = pq.read_table(args.pairs, columns=["image_id", "caption_index", "noun", "lemma",
                                           "proposal_id", "similarity"]).to_pydict()
     n = len(pairs["image_id"])
     if n == 0:  # e.g. an undertrained proposal net: empty shards, and a warning
-        print(f"warning: {PAIRS} holds no pairs; writing empty shards (see "
-              "metrics/mining.json)")
+        print(f"warning: {args.pairs} holds no pairs; writing empty shards (see the "
+              "mine_pairs stage's metrics)")
     n_shards = max(p.min_shards, math.ceil(n / p.samples_per_shard))
     assign = shard_of_samples(n, n_shards, p.seed)
     by_image = pairs_by_image(pairs)
-    train = read_splits(SPLITS)["train"]
+    train = read_splits(args.index / "splits.json")["train"]
     rows = [r for r in iter_index(train.index) if r.image_id in by_image]
-    streamed = proposals_for_rows(rows, PROPOSALS) if masks_from == "proposals" else None
+    streamed = proposals_for_rows(rows, args.proposals) if masks_from == "proposals" else None
 
     def image_masks(row):
         if streamed is not None:
@@ -65,7 +64,7 @@ def main(argv=None) -> None:
         labels = read_labels(Path(train.label_dir) / row.label_file)
         return gt_proposals(row.image_id, labels, train.ignore_label).masks
 
-    tmp_dir = OUT_DIR.with_name(f".{OUT_DIR.name}.tmp")
+    tmp_dir = args.out.with_name(f".{args.out.name}.tmp")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     shards = ShardSet(tmp_dir, n_shards)
     try:
@@ -92,9 +91,9 @@ def main(argv=None) -> None:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     write_json(tmp_dir / "sizes.json", {shard_name(i): c for i, c in enumerate(sizes)})
-    shutil.rmtree(OUT_DIR, ignore_errors=True)
-    tmp_dir.replace(OUT_DIR)
-    print(f"wrote {sum(sizes)} samples to {n_shards} shards in {OUT_DIR}")
+    shutil.rmtree(args.out, ignore_errors=True)
+    tmp_dir.replace(args.out)
+    print(f"wrote {sum(sizes)} samples to {n_shards} shards in {args.out}")
 
 
 if __name__ == "__main__":

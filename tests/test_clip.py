@@ -1,11 +1,9 @@
-import math
-
 import numpy as np
 import open_clip
 import torch
 
 from pipeline.clip.model import create_clip, load_clip, model_config, save_clip, tokenizer_for
-from pipeline.clip.pretrain import caption_batches, cosine_lr, train_clip
+from pipeline.clip.pretrain import caption_batches, train_clip
 from pipeline.clip.probe import accuracy_by_group, outline_control
 
 
@@ -17,13 +15,6 @@ def test_checkpoint_loads_with_plain_open_clip(tmp_path):
         assert torch.equal(a, b), k
     assert torch.equal(load_clip(tmp_path).logit_scale, model.logit_scale)
     assert tokenizer_for(tmp_path)(["a dog"]).shape == (1, 32)
-
-
-def test_cosine_lr_formula():
-    assert cosine_lr(0, 100, 10, 1.0) == 0.1
-    assert cosine_lr(9, 100, 10, 1.0) == 1.0
-    assert math.isclose(cosine_lr(55, 100, 10, 1.0), 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert cosine_lr(100, 100, 10, 1.0) == 0.0
 
 
 def test_caption_batches_cover_epoch_without_repeats():

@@ -1,3 +1,4 @@
+import contextlib
 import socket
 
 import pytest
@@ -109,14 +110,29 @@ def test_order_decides_which_stage_trains_what():
     assert prompt_tune_phases(True, False, "ft_then_mpt") == []
 
 
-def shard_run(shards, resume, steps=6, ddp=None, every=2):
+def shard_run(shards, resume, steps=6, ddp=None, every=2, progress=adapt_run.no_progress):
     encoder = MaskedCropEncoder(tiny_clip(), None)
     loader = LoaderSettings(Augment(16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
                             batch_size=8, seed=0, buffer=10)
     plan = AdaptPlan(True, False, steps, 1, clip_lr=1e-3, clip_weight_decay=0.2)
     logs = run_adaptation(encoder, plan, shards, loader, noun_text(), NOUNS, resume, "tag",
-                          every, torch.device("cpu"), ddp or Distributed())
+                          every, torch.device("cpu"), ddp or Distributed(), progress=progress)
     return encoder, logs
+
+
+def test_progress_starts_at_the_resumed_step_and_sees_each_loss(tmp_path):
+    shards = write_toy_shards(tmp_path / "shards")
+    shard_run(shards, tmp_path / "a.pt", steps=4)  # leaves the step-2 checkpoint behind
+    opened, losses = [], []
+
+    @contextlib.contextmanager
+    def progress(desc, start, total):
+        opened.append((start, total))
+        yield losses.append
+
+    _, logs = shard_run(shards, tmp_path / "a.pt", steps=4, progress=progress)
+    assert opened == [(2, 4)] and len(logs) == 4
+    assert losses == [r["loss"] for r in logs[2:]]
 
 
 def test_resume_after_an_interruption_continues_from_the_saved_step(tmp_path, monkeypatch):

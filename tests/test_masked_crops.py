@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.clip.masked_crops import expand_boxes, mask_boxes, masked_crops
+from pipeline.clip import probe
+from pipeline.clip.masked_crops import expand_boxes, mask_boxes, masked_crops, normalize
 
 METHODS = ["matmul", "loop"]
 
@@ -101,3 +102,13 @@ def test_bad_inputs_are_named():
         masked_crops(_image(), torch.ones(1, 6, 8, dtype=torch.bool), 4, fill="blur")
     with pytest.raises(ValueError, match="same H, W"):
         masked_crops(_image(), torch.ones(1, 5, 8, dtype=torch.bool), 4, fill="zero")
+
+
+def test_normalize_is_the_per_channel_formula():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 4, 4, generator=g)
+    mean, std = torch.tensor([0.48, 0.46, 0.41]), torch.tensor([0.27, 0.26, 0.28])
+    out = normalize(x, mean, std)
+    for c in range(3):  # exactly (x - mean) / std, not x * (1 / std) - mean / std
+        assert torch.equal(out[:, c], (x[:, c] - mean[c]) / std[c])
+    assert probe.normalize is normalize  # the probe and the FT/MPT loader share it

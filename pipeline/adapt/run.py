@@ -1,18 +1,20 @@
 """One adaptation run as the finetune and prompt_tune stages drive it: shards -> batches,
-nouns -> frozen text features, a resumable checkpoint, a progress bar, the loss log.
+nouns -> frozen text features, a resumable checkpoint, the loss log.
 
 Resume: every `checkpoint_every` steps rank 0 writes the trainable state, the optimizer
 and the log so far to `resume_path`, tagged with a fingerprint of everything that
 defines the run. A later run with the same fingerprint continues from the saved step
 (the loader skips to that step's batch); any other fingerprint starts afresh.
+
+`progress(desc, start step, total steps)`, a context manager yielding `show(loss)` which
+is called after each step, is how a stage shows a run's progress; `no_progress` shows none.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import time
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from pipeline.adapt.train import (
     AdaptPlan,
@@ -32,7 +33,6 @@ from pipeline.clip.mask_classifier import crop_size
 from pipeline.clip.mask_prompts import MaskPrompts
 from pipeline.clip.model import WEIGHTS_NAME, pixel_stats, tokenizer_for
 from pipeline.clip.text_classifier import cached_text_classifier
-from pipeline.data.files import atomic_write_bytes
 from pipeline.data.shard_loader import (
     Augment,
     ShardBatches,
@@ -40,11 +40,12 @@ from pipeline.data.shard_loader import (
     batch_loader,
     noun_vocabulary,
 )
-from pipeline.params import Params, load_params, to_dict
-from pipeline.training.distributed import Distributed, init_distributed
-from pipeline.training.plots import curves_png
+from pipeline.params import to_dict
+from pipeline.training import checkpoint, loss_log
+from pipeline.training.distributed import Distributed
 
-LOG_FIELDS = ("step", "phase", "loss", "clip_lr", "prompt_lr")
+# loss CSV column -> format spec
+LOG_FIELDS = {"step": "", "phase": "", "loss": ".5f", "clip_lr": ".6g", "prompt_lr": ".6g"}
 
 
 @dataclass(frozen=True)
@@ -61,24 +62,9 @@ def steps_for_epochs(samples: int, batch_size: int, epochs: float) -> int:
     return max(1, int(round(epochs * (samples // batch_size))))
 
 
-def run_device() -> tuple[torch.device, Distributed]:
-    """The GPU of this rank when there is one, else the CPU; joins torchrun's group."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ddp = init_distributed(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", ddp.rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    return device, ddp
-
-
-def start_adaptation_stage(params_path: str | Path) -> tuple[Params, torch.device, Distributed]:
-    """What finetune, prompt_tune and adaptation_report set up alike: validated params,
-    this rank's device and process group, `adapt.threads` torch threads, `adapt.seed`."""
-    params = load_params(params_path)
-    device, ddp = run_device()
-    torch.set_num_threads(params.adapt.threads)
-    torch.manual_seed(params.adapt.seed)
-    return params, device, ddp
+@contextlib.contextmanager
+def no_progress(desc: str, start: int, total: int):
+    yield lambda loss: None
 
 
 def fingerprint(obj) -> str:
@@ -90,26 +76,21 @@ def trainable_state(encoder: MaskedCropEncoder) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(path: Path, encoder, optimizer, step: int, logs: list, tag: str) -> None:
-    buf = io.BytesIO()
-    torch.save({"trainable": trainable_state(encoder), "optimizer": optimizer.state_dict(),
-                "step": step, "logs": logs, "fingerprint": tag}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    checkpoint.save_checkpoint(path, {
+        "trainable": trainable_state(encoder), "optimizer": optimizer.state_dict(),
+        "step": step, "logs": logs, "fingerprint": tag})
 
 
 def load_checkpoint(path: Path, encoder, optimizer, tag: str, device) -> tuple[int, list]:
     """(start step, logs so far); (0, []) when there is no checkpoint of this run."""
-    if not path.is_file():
-        return 0, []
-    state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("fingerprint") != tag:
-        print(f"ignoring {path}: it belongs to a run with other inputs or params")
+    state = checkpoint.load_checkpoint(path, tag, device)
+    if state is None:
         return 0, []
     params = dict(encoder.named_parameters())
     with torch.no_grad():
         for k, v in state["trainable"].items():
             params[k].copy_(v)
     optimizer.load_state_dict(state["optimizer"])
-    print(f"resuming from step {state['step']} ({path})")
     return state["step"], state["logs"]
 
 
@@ -117,7 +98,7 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
                    loader: LoaderSettings, text_features: torch.Tensor, nouns: list[str],
                    resume_path: Path, tag: str, checkpoint_every: int, device: torch.device,
                    ddp: Distributed, precision: str = "auto", phase: str = "",
-                   keep_final: bool = False) -> list[dict]:
+                   keep_final: bool = False, progress=no_progress) -> list[dict]:
     """Train `encoder` in place by `plan`; returns the per-step log (dicts of LOG_FIELDS).
     `tag` fingerprints the run's inputs; a checkpoint with another tag is ignored.
     keep_final: also checkpoint the last step, so that a later phase of the same stage can
@@ -129,21 +110,18 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
     dataset = ShardBatches(shards, loader.aug, loader.batch_size, plan.steps, loader.seed,
                            start, ddp.rank, ddp.world, loader.buffer)
     batches = batch_loader(dataset, loader.workers, pin_memory=device.type == "cuda")
-    bar = tqdm(total=plan.steps, initial=start, desc=phase, unit="step", mininterval=2,
-               disable=not ddp.main)
-
-    def on_step(log):
-        logs.append({"phase": phase, **dataclasses.asdict(log)})
-        bar.update(1)
-        bar.set_postfix(loss=f"{log.loss:.3f}", refresh=False)
-        done = log.step + 1
-        if ddp.main and done % checkpoint_every == 0 and done < plan.steps:
-            save_checkpoint(resume_path, encoder, optimizer, done, logs, tag)
-
     noun_index = {n: i for i, n in enumerate(nouns)}
-    train_adaptation(encoder, batches, text_features.to(device), noun_index, optimizer, plan,
-                     start, ddp, precision, on_step)
-    bar.close()
+    with progress(phase, start, plan.steps) as show:
+
+        def on_step(log):
+            logs.append({"phase": phase, **dataclasses.asdict(log)})
+            show(log.loss)
+            done = log.step + 1
+            if ddp.main and done % checkpoint_every == 0 and done < plan.steps:
+                save_checkpoint(resume_path, encoder, optimizer, done, logs, tag)
+
+        train_adaptation(encoder, batches, text_features.to(device), noun_index, optimizer,
+                         plan, start, ddp, precision, on_step)
     if keep_final and ddp.main and start < plan.steps:
         save_checkpoint(resume_path, encoder, optimizer, plan.steps, logs, tag)
     return logs
@@ -165,22 +143,10 @@ def final_loss(logs: list[dict], last: int = 10) -> float:
 def write_loss_log(logs: list[dict], csv_path: Path, png_path: Path, title: str) -> None:
     """The loss and learning-rate curve as CSV (a DVC plot) and PNG. Steps count on across
     phases of a two-phase run."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(LOG_FIELDS)
-    for i, r in enumerate(logs):
-        w.writerow([i, r["phase"], f"{r['loss']:.5f}", f"{r['clip_lr']:.6g}",
-                    f"{r['prompt_lr']:.6g}"])
-    atomic_write_bytes(csv_path, buf.getvalue().encode())
-    if logs:
-        curves = {"loss": [r["loss"] for r in logs]}
-        for key in ("clip_lr", "prompt_lr"):
-            if any(r[key] for r in logs):
-                curves[key] = [r[key] for r in logs]
-        png = curves_png(list(range(len(logs))), curves, "step", title)
-    else:
-        png = curves_png([0], {"loss": [0.0]}, "step", f"{title}: not trained")
-    atomic_write_bytes(png_path, png)
+    rows = [{**r, "step": i} for i, r in enumerate(logs)]
+    curves = ["loss"] + [k for k in ("clip_lr", "prompt_lr") if any(r[k] for r in logs)]
+    loss_log.write_loss_log(csv_path, png_path, rows, LOG_FIELDS, curves, title,
+                            empty_title=f"{title}: not trained")
 
 
 def noun_text_features(model, tokenizer, shards: ShardList, cache_dir: Path
@@ -190,7 +156,7 @@ def noun_text_features(model, tokenizer, shards: ShardList, cache_dir: Path
     nouns = noun_vocabulary(shards)
     if not nouns:
         raise ValueError(f"the shards ({shards.paths[0]} ...) hold no samples: nothing to "
-                         "train on (see metrics/mining.json)")
+                         "train on (see the mine_pairs stage's metrics)")
     return nouns, cached_text_classifier(model, tokenizer, nouns, cache_dir)
 
 
@@ -238,7 +204,7 @@ def phase_plan(phase: str, ft, mpt, samples: int) -> tuple[AdaptPlan, int, int]:
 
 
 def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, clip_dir: Path,
-                resume_dir: Path, text_cache: Path, device, ddp
+                resume_dir: Path, text_cache: Path, device, ddp, progress=no_progress
                 ) -> tuple[MaskPrompts, list[dict], dict]:
     """Run the phases ("mpt", "ft", "simultaneous") one after the other on `model` (loaded
     from clip_dir; trained in place) with new zero prompts of `depth`. Each phase resumes
@@ -257,7 +223,7 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
         logs += run_adaptation(encoder, plan, shards, loader_settings(a, model, batch_size),
                                text, nouns, resume_dir / f"{k}-{phase}.pt", tag, every,
                                device, ddp, a.precision, phase=phase,
-                               keep_final=k + 1 < len(phases))
+                               keep_final=k + 1 < len(phases), progress=progress)
         summary["phases"].append({"phase": phase,
                                   **run_summary(plan, batch_size, time.time() - t0)})
     if logs:

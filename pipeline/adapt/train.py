@@ -20,9 +20,10 @@ from open_clip.loss import ClipLoss
 from torch import nn
 
 from pipeline.clip.mask_prompts import MaskPrompts, encode_image
-from pipeline.clip.pretrain import cosine_lr, param_groups
+from pipeline.clip.pretrain import param_groups
 from pipeline.data.shard_loader import Batch
 from pipeline.training.distributed import Distributed
+from pipeline.training.schedules import cosine_lr
 
 
 @dataclass(frozen=True)

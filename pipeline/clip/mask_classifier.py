@@ -1,4 +1,4 @@
-"""Classify mask proposals with CLIP (OVSeg sec. 3.1, eq. for p_hat):
+"""Classify mask proposals with CLIP (OVSeg §3.1, eq. for p_hat):
 masked crop -> CLIP image tower (+ mask prompts) -> p_hat = softmax_k(100 * cos(v, t_k)).
 
 On CPU the model can run with bf16 weights (`cast_for_inference`): cast the model, not

@@ -1,4 +1,4 @@
-"""Mask prompt tuning (OVSeg sec. 3.3) for open_clip's `VisionTransformer`, without forking it.
+"""Mask prompt tuning (OVSeg §3.3) for open_clip's `VisionTransformer`, without forking it.
 
 CLIP's weights stay frozen; learnable prompts P of shape (depth, grid*grid, width) take the
 place of background patch tokens. A patch is foreground if ANY of its pixels is:

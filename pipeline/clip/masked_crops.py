@@ -22,6 +22,13 @@ MATMUL_MAX_PIXELS = 160 * 160  # above this, on CPU, one box at a time is faster
 METHODS = ("auto", "matmul", "loop")
 
 
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S) in [0, 1] -> CLIP input, with CLIP's pixel mean and std (3,) each. The
+    one place the pipeline does this (the probe, pretraining and the FT/MPT loader), so
+    every CLIP sees its inputs scaled the same way."""
+    return (images - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+
+
 def mask_boxes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """masks (N, H, W) bool -> boxes (N, 4) int64 as x0, y0, x1, y1 (exclusive), valid (N,)."""
     n, h, w = masks.shape

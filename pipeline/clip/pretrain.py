@@ -11,13 +11,7 @@ import numpy as np
 import torch
 from open_clip.loss import ClipLoss
 
-
-def cosine_lr(step: int, total: int, warmup: int, base_lr: float) -> float:
-    """Linear warm-up to base_lr over `warmup` steps, then cosine decay to 0 at `total`."""
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * base_lr * (1 + math.cos(math.pi * min(1.0, progress)))
+from pipeline.training.schedules import cosine_lr
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -57,6 +51,10 @@ class StepLog:
     loss: float
     lr: float
     logit_scale: float
+
+
+# metrics/base_clip_loss.csv: StepLog field -> format spec
+LOSS_COLUMNS = {"step": "", "loss": ".5f", "lr": ".6g", "logit_scale": ".4f"}
 
 
 def train_clip(

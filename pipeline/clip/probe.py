@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.clip.masked_crops import masked_crops
+from pipeline.clip.masked_crops import normalize as normalize  # callers use probe.normalize
 
 
 @dataclass
@@ -33,11 +34,6 @@ def single_thing_segment(segments: list[Segment], isthing, min_pixels: int) -> S
     if len(things) != 1 or things[0].mask.sum() < min_pixels:
         return None
     return things[0]
-
-
-def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S) in [0, 1] -> CLIP input."""
-    return (images - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
 
 def probe_views(image: np.ndarray, mask: np.ndarray, size: int, mean: torch.Tensor):

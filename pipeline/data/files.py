@@ -57,3 +57,14 @@ def encode_png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
+
+
+def figure_png(fig, dpi: int) -> bytes:
+    """PNG bytes of a matplotlib figure, which is then closed. No Software/date metadata:
+    the same figure gives the same bytes, so re-running a stage leaves its pictures alone."""
+    import matplotlib.pyplot as plt  # here, not at the top: most users of this module draw nothing
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,4 +1,4 @@
-"""The proposals parquet (DESIGN sec. 6): one row per proposal mask, masks as COCO RLE.
+"""The proposals parquet (OVSeg §3.1's proposals): one row per proposal mask, masks as COCO RLE.
 
 Columns: `image_id` int64, `proposal_id` int32, `height`/`width` int32, `rle` binary
 (pycocotools' compressed counts), `bbox` list<float32>[4] (x, y, w, h), `area` int64,

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.clip.masked_crops import normalize
+
 SIZES_FILE = "sizes.json"
 
 
@@ -131,7 +133,7 @@ def clip_inputs(crops: np.ndarray, masks: np.ndarray, aug: Augment
     m = torch.from_numpy(masks)
     mean, std = torch.tensor(aug.mean), torch.tensor(aug.std)
     x = fill_background(x, m, aug.fill, mean)
-    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1), m
+    return normalize(x, mean, std), m
 
 
 TAR_BLOCK = 512

@@ -1,4 +1,4 @@
-"""Masked-crop webdataset shards (DESIGN sec. 6), byte-identical across runs.
+"""Masked-crop webdataset shards (OVSeg §3.2's mask-noun pairs), byte-identical across runs.
 
 Samples arrive in image order (streaming: each image is read once). Each goes to the shard
 a seeded permutation assigns it, so every shard holds a random draw of the images while

@@ -1,4 +1,4 @@
-"""Nouns of image captions (OVSeg sec. 3.2: the words that mask-noun pairs are mined for).
+"""Nouns of image captions (OVSeg §3.2: the words that mask-noun pairs are mined for).
 
 Tokens come from a regular expression (no downloaded tokenizer data). Parts of speech come
 from NLTK's perceptron tagger when its data is installed; otherwise from WordNet 3.0 as a

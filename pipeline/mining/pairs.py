@@ -1,4 +1,4 @@
-"""Mask-noun pairs from captions (OVSeg sec. 3.2): each caption noun is paired with the
+"""Mask-noun pairs from captions (OVSeg §3.2): each caption noun is paired with the
 image's proposal whose masked-crop CLIP embedding is most similar to the noun's text
 embedding. The official code never released this step; this follows the paper's text.
 

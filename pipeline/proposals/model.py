@@ -1,4 +1,4 @@
-"""The open-vocabulary proposal net (OVSeg sec. 3.1, after MaskFormer, Cheng et al. 2021).
+"""The open-vocabulary proposal net (OVSeg §3.1, after MaskFormer, Cheng et al. 2021).
 
 backbone (strides 4, 8, 16) -> FPN pixel decoder -> per-pixel mask features (stride 4)
 coarsest feature + sine positions -> transformer decoder over N learned queries

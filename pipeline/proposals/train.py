@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.clip.pretrain import cosine_lr
 from pipeline.proposals.loss import LossWeights, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.training.distributed import Distributed
+from pipeline.training.schedules import cosine_lr
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -32,6 +32,11 @@ class ProposalStepLog:
     mask: float
     dice: float
     lr: float
+
+
+# metrics/proposals_loss.csv: ProposalStepLog field -> format spec
+LOSS_COLUMNS = {"step": "", "loss": ".5f", "ce": ".5f", "mask": ".5f", "dice": ".5f",
+                "lr": ".6g"}
 
 
 def train_proposal_net(

@@ -4,13 +4,13 @@ score (and label, for ground-truth segments)."""
 
 from __future__ import annotations
 
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from pipeline.data.files import figure_png  # noqa: E402
 
 
 def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -40,7 +40,4 @@ def proposals_png(image: np.ndarray, masks: np.ndarray, scores: np.ndarray,
         ax.imshow(np.where(masks[k][..., None], image, dimmed), interpolation="nearest")
         ax.set_title(titles[k] if titles else f"#{k} score {scores[k]:.2f}", fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=80)

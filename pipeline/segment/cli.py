@@ -67,7 +67,7 @@ def segment(args) -> int:
     try:
         params = load_params(args.params)
         p, net_size = params.eval, params.proposals.image_size
-        settings = dict(mask_threshold=p.mask_threshold, ensemble_weight=p.ensemble_lambda,
+        settings = dict(mask_threshold=p.mask_threshold, ensemble_lambda=p.ensemble_lambda,
                         fill=p.fill, batch_size=p.batch_size)
         dtype = p.dtype
     except ParamsError:  # no params.yaml here: the defaults

@@ -1,4 +1,4 @@
-"""Semantic-segmentation scores from a streamed confusion matrix (DESIGN sec. 7).
+"""Semantic-segmentation scores from a streamed confusion matrix (OVSeg §4.1: mIoU).
 
 Two mIoU formulas, since papers differ:
 - `miou_d2_legacy` (detectron2 <= 0.6, which OVSeg's numbers use): the sum of IoU over

@@ -1,4 +1,4 @@
-"""Two-stage open-vocabulary segmentation of one image (OVSeg sec. 3.1): the proposal net
+"""Two-stage open-vocabulary segmentation of one image (OVSeg §3.1): the proposal net
 gives masks and MaskFormer class probabilities over the vocabulary; CLIP (with its mask
 prompts, if any) classifies each mask's crop; `two_stage` ensembles and fuses them.
 """
@@ -25,7 +25,7 @@ class Segmenter:
     prompts: torch.Tensor | None = None  # (depth, grid*grid, width) mask prompts
     net_size: int = 64  # square input side of the proposal net
     mask_threshold: float = 0.4  # sigmoid(mask) above this is in the crop (OVSeg: 0.4)
-    ensemble_weight: float = 0.7  # lambda: CLIP's share of the ensemble
+    ensemble_lambda: float = 0.7  # λ, CLIP's share of the ensemble (OVSeg §3.1)
     fill: str = "mean"
     batch_size: int = 64
 
@@ -65,7 +65,7 @@ class Segmenter:
             start += int(valid.sum())
             results.append({name: label_map(probs, mask_logits[keep])
                             for name, (probs, keep) in variant_probs(
-                                p_mf, p, valid, self.ensemble_weight).items()})
+                                p_mf, p, valid, self.ensemble_lambda).items()})
         return results
 
 

@@ -1,4 +1,4 @@
-"""OVSeg's two-stage inference arithmetic (DESIGN sec. 1): MaskFormer class probabilities,
+"""OVSeg's two-stage inference arithmetic (OVSeg §3.1): MaskFormer class probabilities,
 CLIP's masked-crop probabilities, their geometric ensemble, and MaskFormer's semantic
 fusion of per-mask class probabilities into a per-pixel label map.
 
@@ -23,11 +23,12 @@ def crop_masks(mask_logits: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def ensemble(p_maskformer: torch.Tensor, p_clip: torch.Tensor, valid: torch.Tensor,
-             weight: float) -> torch.Tensor:
-    """p = p_mf^(1 - weight) * p_clip^weight, (Q, K); invalid masks (valid (Q,) False)
+             ensemble_lambda: float) -> torch.Tensor:
+    """OVSeg §3.1's geometric ensemble, p = p_mf^(1 - λ) * p_clip^λ, (Q, K), with λ =
+    `ensemble_lambda` (params eval.ensemble_lambda); invalid masks (valid (Q,) False)
     take p_clip = 1."""
     p_clip = torch.where(valid[:, None], p_clip, torch.ones_like(p_clip))
-    return p_maskformer.pow(1 - weight) * p_clip.pow(weight)
+    return p_maskformer.pow(1 - ensemble_lambda) * p_clip.pow(ensemble_lambda)
 
 
 def semantic_scores(probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -44,10 +45,10 @@ def label_map(probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
 
 
 def variant_probs(p_maskformer: torch.Tensor, p_clip: torch.Tensor, valid: torch.Tensor,
-                  weight: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+                  ensemble_lambda: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The paper's Table 6 variants as {name: (probs (Q', K), which masks (Q,) bool)}:
     maskformer (all masks), clip (valid masks only), ensemble (all masks)."""
     every = torch.ones(len(valid), dtype=torch.bool, device=valid.device)
     return {"maskformer": (p_maskformer, every),
             "clip": (p_clip[valid], valid),
-            "ensemble": (ensemble(p_maskformer, p_clip, valid, weight), every)}
+            "ensemble": (ensemble(p_maskformer, p_clip, valid, ensemble_lambda), every)}

@@ -3,14 +3,14 @@ classes it uses, panels of predictions beside ground truth, and a per-class IoU 
 
 from __future__ import annotations
 
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+
+from pipeline.data.files import figure_png  # noqa: E402
 
 
 def palette(n: int) -> np.ndarray:
@@ -32,13 +32,6 @@ def colour_labels(image: np.ndarray, labels: np.ndarray, num_classes: int,
     return out.astype(np.uint8)
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def segmentation_png(image: np.ndarray, labels: np.ndarray, names: list[str]) -> bytes:
     """The image, and the label map over it with a legend of the classes present."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
@@ -51,7 +44,7 @@ def segmentation_png(image: np.ndarray, labels: np.ndarray, names: list[str]) ->
     axes[1].legend(handles=[Patch(color=colours[c] / 255, label=names[c]) for c in present],
                    loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, dpi=90)
 
 
 def prediction_panels_png(rows: list[dict], names: list[str], ignore: int) -> bytes:
@@ -73,7 +66,7 @@ def prediction_panels_png(rows: list[dict], names: list[str], ignore: int) -> by
             if r == 0:
                 axes[r, c].set_title(title, fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, dpi=90)
 
 
 def class_iou_png(names: list[str], ious: list[float | None], seen: list[bool],
@@ -90,4 +83,4 @@ def class_iou_png(names: list[str], ious: list[float | None], seen: list[bool],
     ax.set_xlabel("IoU (dark: seen in training, light: unseen)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, dpi=90)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from pipeline.data.files import figure_png  # noqa: E402
 
 
 def curves_png(x, curves: dict[str, list[float]], xlabel: str, title: str) -> bytes:
@@ -21,7 +21,4 @@ def curves_png(x, curves: dict[str, list[float]], xlabel: str, title: str) -> by
     axes[-1, 0].set_xlabel(xlabel)
     axes[0, 0].set_title(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=90)

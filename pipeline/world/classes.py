@@ -2,8 +2,9 @@
 
 Class identity lives in appearance only (texture pattern, palette, scale): a from-scratch
 tiny CLIP learns colour and texture in minutes but not shape, and a class tied to an
-outline would let a mask alone classify it (DESIGN section 5). So every thing class draws
-its outline from one shared blob distribution (see `world_render.blob_mask`) and every
+outline would let a mask alone classify it (the outline-only control in
+pipeline/clip/probe.py checks this). So every thing class draws
+its outline from one shared blob distribution (see `pipeline/world/render.py` `blob_mask`) and every
 stuff class from one shared region partition.
 
 Some classes are never labelled in the training split ("unseen"): their pixels are 255

@@ -102,7 +102,7 @@ def texture(look: Appearance, rng: np.random.Generator, size: int, center) -> np
 
 def blob_mask(rng: np.random.Generator, size: int, center, radius: float) -> np.ndarray:
     """A random star-shaped blob, (H, W) bool. One distribution for every thing class, so
-    a thing's outline carries no information about its class (DESIGN section 5)."""
+    a thing's outline carries no information about its class (pipeline/world/classes.py)."""
     yy, xx = _grid(size)
     cy, cx = center
     ang = np.arctan2(yy - cy, xx - cx)

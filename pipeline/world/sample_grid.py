@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 
 import matplotlib
@@ -10,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from pipeline.data.files import figure_png  # noqa: E402
 
 
 def sample_grid_png(images: list[np.ndarray], captions: list[list[str]], cols: int = 4,
@@ -24,8 +25,4 @@ def sample_grid_png(images: list[np.ndarray], captions: list[list[str]], cols: i
         text = "\n".join(textwrap.fill(c, 42) for c in caps[:captions_shown])
         ax.set_title(text, fontsize=7, loc="left")
     fig.tight_layout()
-    buf = io.BytesIO()
-    # No Software/date metadata: the same grid gives the same bytes.
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=80)

@@ -1,0 +1,86 @@
+"""The proposals of a split's images, from the trained net or (`proposals.source: gt`, the
+oracle and ablation runs) the ground-truth segments in the same form, and their
+class-agnostic recall of the labelled segments, seen and unseen classes apart.
+
+`progress(iterable, desc)` wraps the pass over the batches (the stage's progress bar).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.clip.probe import label_segments
+from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import Split
+from pipeline.data.proposal_table import ImageProposals, gt_proposals
+from pipeline.params import ProposalParams
+from pipeline.proposals.model import image_proposals, predict_proposals
+from pipeline.proposals.recall import segment_recall
+
+
+def _quiet(iterable, desc: str):
+    return iterable
+
+
+def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams) -> list[ImageProposals]:
+    """Proposals of a batch of index rows, each at its image's own size."""
+    size = (p.image_size, p.image_size)
+    images = np.stack([read_rgb(image_dir / r.file_name, size) for r in rows])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+    logits, scores = predict_proposals(net, x, text)
+    out = []
+    for r, lg, sc in zip(rows, logits, scores):
+        masks, kept = image_proposals(lg, sc, (r.height, r.width), p.min_score)
+        out.append(ImageProposals(r.image_id, masks.numpy(), kept.numpy().astype(np.float32)))
+    return out
+
+
+def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc: str,
+                         progress=_quiet):
+    """(index row, proposals) for each row, in batches of `proposals.extract_batch_size`."""
+    bs = p.extract_batch_size
+    for i in progress(range(0, len(rows), bs), desc):
+        batch = rows[i:i + bs]
+        if p.source == "gt":
+            props = [gt_proposals(r.image_id, read_labels(Path(split.label_dir) / r.label_file),
+                                  split.ignore_label) for r in batch]
+        else:
+            props = net_proposals(net, text, batch, Path(split.image_dir), p)
+        yield from zip(batch, props)
+
+
+def recall_counts(split: Split, row, props: ImageProposals, seen: tuple[bool, ...],
+                  counts: dict) -> None:
+    """Add the row's segments found (IoU >= 0.5) and total, by group, to `counts`."""
+    labels = read_labels(Path(split.label_dir) / row.label_file)
+    segs = label_segments(row.image_id, labels, split.ignore_label)
+    if not segs:
+        return
+    hit = segment_recall(props.masks, np.stack([s.mask for s in segs]))
+    for s, h in zip(segs, hit):
+        group = "seen" if seen[s.label] else "unseen"
+        counts.setdefault(group, [0, 0])
+        counts[group][0] += int(h)
+        counts[group][1] += 1
+
+
+def summarize(counts: dict, n_props: list[int]) -> dict:
+    out = {g: {"recall": hits / total, "segments": total} for g, (hits, total) in counts.items()}
+    hits = sum(c[0] for c in counts.values())
+    total = sum(c[1] for c in counts.values())
+    out["all"] = {"recall": hits / max(total, 1), "segments": total}
+    out["proposals_per_image"] = float(np.mean(n_props)) if n_props else 0.0
+    return out
+
+
+def split_recall(split: Split, rows, seen: tuple[bool, ...], net, text, p: ProposalParams,
+                 progress=_quiet) -> dict:
+    """Recall summary of the proposals of `rows` of `split`."""
+    counts, n_props = {}, []
+    for row, props in iter_split_proposals(split, rows, net, text, p, split.name, progress):
+        recall_counts(split, row, props, seen, counts)
+        n_props.append(len(props.masks))
+    return summarize(counts, n_props)
