@@ -14,6 +14,7 @@ from pipeline.data.layouts import (
     iter_index,
     write_index,
 )
+from pipeline.data.validate import BadItems, LabelSpec, check_coco
 
 
 def make_coco(root, n=3):
@@ -48,14 +49,19 @@ def test_missing_root_names_path_and_layout(tmp_path):
         index_coco(tmp_path / "nowhere", *ARGS)
 
 
-def test_missing_image_and_label_are_listed(tmp_path):
+def test_missing_image_and_label_are_named_or_counted(tmp_path):
     root = make_coco(tmp_path)
     (root / "train2017/000000000002.jpg").unlink()
     (root / "stuffthingmaps_detectron2/train2017/000000000003.png").unlink()
-    with pytest.raises(LayoutError) as e:
-        index_coco(root, *ARGS)
-    assert "2 file(s)" in str(e.value) and "000000000002.jpg" in str(e.value)
-    assert "000000000003.png" in str(e.value)
+    spec = LabelSpec(("L",), 171, 255)
+    with pytest.raises(LayoutError, match="000000000002.jpg: image missing"):
+        check_coco(root, *ARGS, spec, BadItems("stop"))
+    skip = BadItems("skip", root)
+    rows, listed = check_coco(root, *ARGS, spec, skip)
+    assert [r.image_id for r in rows] == [1] and listed == 3
+    assert skip.metrics(listed, len(rows))["files"] == {
+        "image_missing": ["train2017/000000000002.jpg"],
+        "label_missing": ["stuffthingmaps_detectron2/train2017/000000000003.png"]}
 
 
 def test_malformed_captions(tmp_path):
