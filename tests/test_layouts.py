@@ -102,3 +102,14 @@ def test_index_round_trip_bytes_and_pandas(tmp_path):
     df = pd.read_parquet(tmp_path / "a.parquet")
     assert df.image_id.tolist() == [1, 3] and list(df.captions[1]) == ["x", "y"]
     assert pq.read_table(tmp_path / "a.parquet").schema.field("height").type == "int32"
+
+
+def test_duplicate_id_names_both_files_before_the_captions_it_orphans(tmp_path):
+    root = make_coco(tmp_path)
+    cap = root / "annotations/captions_train2017.json"
+    data = json.loads(cap.read_text())
+    data["images"][2]["id"] = 2  # image 3's captions now point at no image
+    cap.write_text(json.dumps(data))
+    with pytest.raises(LayoutError, match="image id 2 is given to 000000000002.jpg and "
+                                          "000000000003.jpg"):
+        index_coco(root, *ARGS)

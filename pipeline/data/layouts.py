@@ -122,18 +122,23 @@ def read_coco_index(root: str | Path, images: str, captions: str, labels: str,
     names: dict[int, list[str]] = {}
     for image_id, file_name, _, _ in listed:
         names.setdefault(image_id, []).append(file_name)
+    # Duplicates first: they explain the annotations that then seem to lack an image.
+    duplicated = {image_id for image_id, files in names.items() if len(files) > 1}
+    for image_id, file_name, _, _ in listed:
+        if image_id in duplicated:  # whose captions? neither image can be trusted
+            on_bad("duplicate_id", str(image_dir / file_name), f"image id {image_id} is given "
+                   f"to {' and '.join(names[image_id])} in {cap_path}")
     caps = _captions_by_image(data["annotations"], set(names), cap_path, on_bad)
     rows = []
     for image_id, file_name, height, width in listed:
-        where = str(image_dir / file_name)
-        if len(names[image_id]) > 1:  # whose captions? neither image can be trusted
-            on_bad("duplicate_id", where, f"image id {image_id} is given to "
-                   f"{' and '.join(names[image_id])} in {cap_path}")
-        elif not caps.get(image_id):
-            on_bad("no_caption", where, f"image {image_id} has no caption in {cap_path}")
-        else:
-            rows.append(IndexRow(image_id, file_name, str(Path(file_name).with_suffix(".png")),
-                                 height, width, tuple(caps[image_id])))
+        if image_id in duplicated:
+            continue
+        if not caps.get(image_id):
+            on_bad("no_caption", str(image_dir / file_name),
+                   f"image {image_id} has no caption in {cap_path}")
+            continue
+        rows.append(IndexRow(image_id, file_name, str(Path(file_name).with_suffix(".png")),
+                             height, width, tuple(caps[image_id])))
     return rows, len(listed)
 
 

@@ -46,7 +46,7 @@ FIXES = {  # what the user can do about each reason
     "label_corrupt": _LABEL_FIX,
     "label_too_large": _LABEL_FIX,
     "label_mode": _LABEL_FIX,
-    "label_size": _LABEL_FIX + " from this very image",
+    "label_size": "re-create it from its image with detectron2's prepare script",
     "label_values": "map the dataset's ids to 0..K-1 and the ignore value, as detectron2's "
                     "prepare script does",
     "duplicate_id": "give each image its own id in the captions JSON",
@@ -133,7 +133,7 @@ def open_decoded(path: Path, kind: str) -> tuple[Image.Image | None, Problem | N
             with Image.open(path) as im:
                 im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return None, (f"{kind}_too_large", where, str(e))
+        return None, (f"{kind}_too_large", where, f"too many pixels to decode safely: {e}")
     except UnidentifiedImageError:
         return None, (f"{kind}_not_an_image", where, "not an image file PIL can read")
     except Exception as e:  # PIL's decoders raise many types on broken data
