@@ -180,6 +180,8 @@ def test_skips_are_the_same_on_a_pool_of_workers(tmp_path):
     root = make_coco(tmp_path / "coco", n=6)
     truncate(root / IMG2)
     label_png(root, 5, np.full((H, W), 200, np.uint8))
+    with pytest.raises(SystemExit, match=f"{name(2)}.jpg: does not decode"):  # first in order
+        run_stage(tmp_path, root, "stop", workers=2)
     checks = []
     for workers in (1, 2):
         out = run_stage(tmp_path, root, "skip", workers)
