@@ -50,7 +50,11 @@ class DataParams:
     probe_images: int = _spec(640, ge=4, doc="single-object images for the CLIP probe")
     captions_per_image: int = _spec(5, ge=1, le=10)
     max_things: int = _spec(4, ge=1, le=8, doc="thing objects per training image, at most")
-    workers: int = _spec(2, ge=1, le=64, doc="processes for rendering")
+    workers: int = _spec(2, ge=1, le=64, doc="processes for rendering and checking images")
+    # stop by default: a training set that silently shrinks changes results unnoticed.
+    bad_items: str = _spec("stop", choices=("stop", "skip"),
+                           doc="a bad image, label map or captions entry: stop naming it and "
+                               "the fix, or skip it (left out, counted in the check metrics)")
     coco: CocoPaths = field(default_factory=CocoPaths)
 
 

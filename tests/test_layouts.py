@@ -14,6 +14,7 @@ from pipeline.data.layouts import (
     iter_index,
     write_index,
 )
+from pipeline.data.validate import BadItems, LabelSpec, check_coco
 
 
 def make_coco(root, n=3):
@@ -48,14 +49,19 @@ def test_missing_root_names_path_and_layout(tmp_path):
         index_coco(tmp_path / "nowhere", *ARGS)
 
 
-def test_missing_image_and_label_are_listed(tmp_path):
+def test_missing_image_and_label_are_named_or_counted(tmp_path):
     root = make_coco(tmp_path)
     (root / "train2017/000000000002.jpg").unlink()
     (root / "stuffthingmaps_detectron2/train2017/000000000003.png").unlink()
-    with pytest.raises(LayoutError) as e:
-        index_coco(root, *ARGS)
-    assert "2 file(s)" in str(e.value) and "000000000002.jpg" in str(e.value)
-    assert "000000000003.png" in str(e.value)
+    spec = LabelSpec(("L",), 171, 255)
+    with pytest.raises(LayoutError, match="000000000002.jpg: image missing"):
+        check_coco(root, *ARGS, spec, BadItems("stop"))
+    skip = BadItems("skip", root)
+    rows, listed = check_coco(root, *ARGS, spec, skip)
+    assert [r.image_id for r in rows] == [1] and listed == 3
+    assert skip.metrics(listed, len(rows))["files"] == {
+        "image_missing": ["train2017/000000000002.jpg"],
+        "label_missing": ["stuffthingmaps_detectron2/train2017/000000000003.png"]}
 
 
 def test_malformed_captions(tmp_path):
@@ -96,3 +102,14 @@ def test_index_round_trip_bytes_and_pandas(tmp_path):
     df = pd.read_parquet(tmp_path / "a.parquet")
     assert df.image_id.tolist() == [1, 3] and list(df.captions[1]) == ["x", "y"]
     assert pq.read_table(tmp_path / "a.parquet").schema.field("height").type == "int32"
+
+
+def test_duplicate_id_names_both_files_before_the_captions_it_orphans(tmp_path):
+    root = make_coco(tmp_path)
+    cap = root / "annotations/captions_train2017.json"
+    data = json.loads(cap.read_text())
+    data["images"][2]["id"] = 2  # image 3's captions now point at no image
+    cap.write_text(json.dumps(data))
+    with pytest.raises(LayoutError, match="image id 2 is given to 000000000002.jpg and "
+                                          "000000000003.jpg"):
+        index_coco(root, *ARGS)

@@ -9,7 +9,9 @@ where the images and label maps are under a datasets root, which class list they
     VOC-20       VOCdevkit/VOC2012/JPEGImages + annotations_detectron2/val         PNG, 255
 
 The label maps list the evaluation images (Pascal's JPEGImages holds every image of the
-year, not only the validation ones); each needs its image.
+year, not only the validation ones); each needs its image. Every image and label map is
+checked as the training data is (pipeline/data/validate.py): a bad one stops with a
+message naming it, or is left out and counted when the caller passes a skipping BadItems.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.data.class_lists import builtin_class_list
 from pipeline.data.layouts import IndexRow, LayoutError
+from pipeline.data.validate import BadItems, Item, LabelSpec, check_items
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ EVAL_LAYOUTS = {
     "pascal_voc_20": EvalLayout("pascal_voc_20", "VOCdevkit/VOC2012/JPEGImages",
                                 "VOCdevkit/VOC2012/annotations_detectron2/val", ".png", 255),
 }
+# PIL modes whose pixels read_labels returns as class indices: uint8 PNG, uint16 TIFF.
+LABEL_MODES = {".png": ("L", "P"), ".tif": ("I;16", "I;16L", "I;16B")}
 
 
 def layout_help(name: str) -> str:
@@ -55,11 +61,11 @@ def layout_help(name: str) -> str:
             f"  {lay.label_dir}/<name>{lay.label_ext}   (ignore = {lay.ignore_label})")
 
 
-def index_eval_dataset(root: str | Path, name: str) -> tuple[EvalLayout, list[IndexRow]]:
-    """Validate one evaluation set under `root` and list its images, one row per label map
-    in sorted order (image ids are positions in that order)."""
-    from PIL import Image
-
+def index_eval_dataset(root: str | Path, name: str, on_bad=None,
+                       workers: int = 1) -> tuple[EvalLayout, list[IndexRow]]:
+    """Validate one evaluation set under `root` and list its images, one row per good label
+    map in sorted order (image ids are positions in that order, so a skipped item leaves
+    the others' ids alone). on_bad: a BadItems; default: stop at the first bad item."""
     if name not in EVAL_LAYOUTS:
         raise ValueError(f"unknown evaluation set {name!r}; known: {', '.join(EVAL_LAYOUTS)}")
     lay, root = EVAL_LAYOUTS[name], Path(root)
@@ -70,13 +76,12 @@ def index_eval_dataset(root: str | Path, name: str) -> tuple[EvalLayout, list[In
     labels = sorted(label_dir.glob(f"*{lay.label_ext}"))
     if not labels:
         raise LayoutError(f"no {lay.label_ext} label maps in {label_dir}\n{layout_help(name)}")
-    rows = []
-    for i, label in enumerate(labels):
-        image = image_dir / (label.stem + lay.image_ext)
-        if not image.is_file():
-            raise LayoutError(f"image missing for label map {label.name}: {image}\n"
-                              f"{layout_help(name)}")
-        with Image.open(image) as im:
-            width, height = im.size
-        rows.append(IndexRow(i, image.name, label.name, height, width))
+    on_bad = on_bad or BadItems("stop", root, skip_hint=None)
+    spec = LabelSpec(LABEL_MODES[lay.label_ext], len(builtin_class_list(lay.classes)),
+                     lay.ignore_label)
+    items = [Item(image_dir / (label.stem + lay.image_ext), label) for label in labels]
+    rows = [IndexRow(i, items[i].image.name, items[i].label.name, height, width)
+            for i, (width, height) in check_items(items, spec, on_bad, workers)]
+    if not rows:
+        raise LayoutError(f"no label map in {label_dir} passed the checks")
     return lay, rows

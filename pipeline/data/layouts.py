@@ -86,12 +86,28 @@ def _fail(msg: str, help_text: str) -> LayoutError:
     return LayoutError(f"{msg}\n{help_text}")
 
 
-def index_coco(root: str | Path, images: str, captions: str, labels: str) -> list[IndexRow]:
-    """Validate a COCO captions + COCO-Stuff layout and return its index rows.
+def _raise_bad(reason: str, where: str, detail: str) -> None:
+    """The default for a bad entry: stop (pipeline/data/validate.py's BadItems can skip)."""
+    raise _fail(f"{where}: {detail}", COCO_LAYOUT_HELP)
 
-    Checks every image listed in the captions JSON has its JPEG and its label PNG, and at
-    least one caption. Reads only file metadata and the captions JSON (tens of MB for COCO).
+
+def index_coco(root: str | Path, images: str, captions: str, labels: str,
+               on_bad=None) -> list[IndexRow]:
+    """The index rows of a COCO captions + COCO-Stuff layout (see read_coco_index)."""
+    return read_coco_index(root, images, captions, labels, on_bad)[0]
+
+
+def read_coco_index(root: str | Path, images: str, captions: str, labels: str,
+                    on_bad=None) -> tuple[list[IndexRow], int]:
+    """(index rows, images listed) of a COCO captions + COCO-Stuff layout.
+
+    Checks the folders and the captions JSON's structure (a LayoutError), and its entries:
+    duplicate image ids, empty captions, annotations of unknown images and images with no
+    caption go to on_bad(reason, where, detail), which raises (the default) or counts them;
+    such entries are left out. Reads only the captions JSON (tens of MB for COCO): the
+    image and label files are pipeline/data/validate.py's.
     """
+    on_bad = on_bad or _raise_bad
     root = Path(root)
     if not root.is_dir():
         raise _fail(f"COCO root not found: {root} (data.coco.root)", COCO_LAYOUT_HELP)
@@ -99,6 +115,34 @@ def index_coco(root: str | Path, images: str, captions: str, labels: str) -> lis
     for p, key in ((image_dir, "images"), (label_dir, "labels")):
         if not p.is_dir():
             raise _fail(f"COCO folder not found: {p} (data.coco.{key})", COCO_LAYOUT_HELP)
+    data = _read_captions_json(cap_path)
+    listed = [_image_entry(i, img, cap_path) for i, img in enumerate(data["images"])]
+    if not listed:
+        raise _fail(f"{cap_path} lists no images", COCO_LAYOUT_HELP)
+    names: dict[int, list[str]] = {}
+    for image_id, file_name, _, _ in listed:
+        names.setdefault(image_id, []).append(file_name)
+    # Duplicates first: they explain the annotations that then seem to lack an image.
+    duplicated = {image_id for image_id, files in names.items() if len(files) > 1}
+    for image_id, file_name, _, _ in listed:
+        if image_id in duplicated:  # whose captions? neither image can be trusted
+            on_bad("duplicate_id", str(image_dir / file_name), f"image id {image_id} is given "
+                   f"to {' and '.join(names[image_id])} in {cap_path}")
+    caps = _captions_by_image(data["annotations"], set(names), cap_path, on_bad)
+    rows = []
+    for image_id, file_name, height, width in listed:
+        if image_id in duplicated:
+            continue
+        if not caps.get(image_id):
+            on_bad("no_caption", str(image_dir / file_name),
+                   f"image {image_id} has no caption in {cap_path}")
+            continue
+        rows.append(IndexRow(image_id, file_name, str(Path(file_name).with_suffix(".png")),
+                             height, width, tuple(caps[image_id])))
+    return rows, len(listed)
+
+
+def _read_captions_json(cap_path: Path) -> dict:
     if not cap_path.is_file():
         raise _fail(f"COCO captions file not found: {cap_path} (data.coco.captions)",
                     COCO_LAYOUT_HELP)
@@ -112,37 +156,39 @@ def index_coco(root: str | Path, images: str, captions: str, labels: str) -> lis
             or not isinstance(data.get("annotations"), list):
         raise _fail(f"{cap_path}: needs top-level 'images' and 'annotations' lists",
                     COCO_LAYOUT_HELP)
+    return data
+
+
+def _image_entry(i: int, img, cap_path: Path) -> tuple[int, str, int, int]:
+    """(id, file_name, height, width) of images[i]; a LayoutError if one is malformed."""
+    try:
+        return int(img["id"]), str(img["file_name"]), int(img["height"]), int(img["width"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise _fail(f"{cap_path}: images[{i}] needs id, file_name, height, width ({e})",
+                    COCO_LAYOUT_HELP) from e
+
+
+def _captions_by_image(annotations: list, image_ids: set[int], cap_path: Path,
+                       on_bad) -> dict[int, list[str]]:
+    """image id -> its stripped captions, in file order; empty captions and annotations of
+    images not listed go to on_bad and are left out."""
     caps: dict[int, list[str]] = {}
-    for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict) or "image_id" not in ann or \
-                not isinstance(ann.get("caption"), str):
-            raise _fail(f"{cap_path}: annotations[{i}] needs 'image_id' and a 'caption' string",
-                        COCO_LAYOUT_HELP)
-        caps.setdefault(int(ann["image_id"]), []).append(ann["caption"].strip())
-    rows, missing = [], []
-    for i, img in enumerate(data["images"]):
+    for i, ann in enumerate(annotations):
         try:
-            image_id, file_name = int(img["id"]), str(img["file_name"])
-            height, width = int(img["height"]), int(img["width"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise _fail(f"{cap_path}: images[{i}] needs id, file_name, height, width ({e})",
-                        COCO_LAYOUT_HELP) from e
-        label_file = str(Path(file_name).with_suffix(".png"))
-        for p in (image_dir / file_name, label_dir / label_file):
-            if not p.is_file():
-                missing.append(str(p))
-        if image_id not in caps:
-            raise _fail(f"{cap_path}: image {image_id} ({file_name}) has no caption",
-                        COCO_LAYOUT_HELP)
-        rows.append(IndexRow(image_id, file_name, label_file, height, width,
-                             tuple(caps[image_id])))
-    if missing:
-        shown = "\n  ".join(missing[:5])
-        raise _fail(f"{len(missing)} file(s) listed in {cap_path} are missing, e.g.:\n  {shown}",
-                    COCO_LAYOUT_HELP)
-    if not rows:
-        raise _fail(f"{cap_path} lists no images", COCO_LAYOUT_HELP)
-    return rows
+            image_id, caption = int(ann["image_id"]), ann["caption"]
+        except (KeyError, TypeError, ValueError):
+            caption = None
+        if not isinstance(caption, str):
+            raise _fail(f"{cap_path}: annotations[{i}] needs an integer 'image_id' and a "
+                        "'caption' string", COCO_LAYOUT_HELP)
+        where = f"{cap_path}: annotations[{i}]"
+        if image_id not in image_ids:
+            on_bad("unknown_image", where, f"its image_id {image_id} is not among the images")
+        elif not caption.strip():
+            on_bad("empty_caption", where, f"the caption of image {image_id} is empty")
+        else:
+            caps.setdefault(image_id, []).append(caption.strip())
+    return caps
 
 
 def index_semseg(root: str | Path, image_ext: str = ".jpg") -> list[IndexRow]:
