@@ -93,7 +93,8 @@ def test_all_good_images_exit_zero_and_same_names_are_not_overwritten(tiny_model
                                                                       capsys):
     (tmp_path / "x").mkdir()
     paths = [save_photo(tmp_path / "a.jpg"), save_photo(tmp_path / "x" / "a.jpg", seed=1)]
-    assert main(args(tiny_models, str(paths[0]), "--classes", "sky")) == 0
+    assert main(args(tiny_models, str(paths[0]), "--classes", "sky",
+                     "--out", str(tmp_path / "one"))) == 0
     assert "segmented 1 of 1 images" in capsys.readouterr().out
     assert main(args(tiny_models, *map(str, paths), "--classes", "sky",
                      "--out", str(tmp_path / "out"))) == 1
