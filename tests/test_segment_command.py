@@ -70,8 +70,9 @@ def test_segment_writes_an_overlay_and_a_label_map(tiny_models, tmp_path):
 def test_segment_errors_name_the_problem(tiny_models, tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "ok.jpg")
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    assert main(args(tiny_models, str(tmp_path / "broken.jpg"), "--classes", "sky")) == 2
-    assert "cannot read image" in capsys.readouterr().err
+    assert main(args(tiny_models, str(tmp_path / "broken.jpg"), "--classes", "sky",
+                     "--out", str(tmp_path / "out"))) == 1
+    assert "cannot read image" in capsys.readouterr().err  # skipped, counted as failed
     assert main(args(tiny_models, str(tmp_path / "ok.jpg"), "--classes", " , ")) == 2
     assert "empty vocabulary" in capsys.readouterr().err
     bad = args(tiny_models, str(tmp_path / "ok.jpg"), "--classes", "sky")

@@ -27,6 +27,24 @@ PROMPTS_FILE = "mask_prompts.safetensors"
 FT_MARKER = "finetune.json"  # in models/clip_ft: whether its weights were finetuned
 
 
+class AdaptedModelError(ValueError):
+    """A corrupt adapted.json or finetune.json; the message names it and the fix."""
+
+
+def read_json_object(path: Path, stage: str) -> dict:
+    """The JSON object in `path`; AdaptedModelError, in one line, if it is anything else
+    (empty, cut short, not JSON, not an object). `stage` writes the file."""
+    try:
+        obj = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AdaptedModelError(f"{path} is not valid JSON ({e}); re-run `dvc repro {stage}` "
+                                "to write it again") from e
+    if not isinstance(obj, dict):
+        raise AdaptedModelError(f"{path} holds a JSON {type(obj).__name__}, not an object; "
+                                f"re-run `dvc repro {stage}` to write it again")
+    return obj
+
+
 def finetune_plan(ft_enabled: bool, mpt_enabled: bool, order: str) -> bool:
     """Does the finetune stage itself train CLIP? Only when FT comes first (or alone)."""
     return ft_enabled and (order == "ft_then_mpt" or not mpt_enabled)
@@ -44,7 +62,7 @@ def prompt_tune_phases(ft_enabled: bool, mpt_enabled: bool, order: str) -> list[
 def was_finetuned(clip_dir: str | Path) -> bool:
     """Did the finetune stage train the CLIP in clip_dir (or pass the base CLIP through)?"""
     marker = Path(clip_dir) / FT_MARKER
-    return marker.is_file() and bool(json.loads(marker.read_text()).get("finetuned"))
+    return marker.is_file() and bool(read_json_object(marker, "finetune").get("finetuned"))
 
 
 def clip_reference(clip_dir: str | Path, manifest_dir: str | Path) -> str:
@@ -60,10 +78,18 @@ def write_manifest(out_dir: Path, clip_ref: str, prompts_file: str | None, meta:
 
 
 def read_manifest(folder: str | Path) -> dict:
+    """The manifest in `folder`: FileNotFoundError if there is none, AdaptedModelError if
+    it is corrupt or lacks "clip" (a folder) or "prompts" (a file name or null)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no {MANIFEST} in {folder}: run `dvc repro prompt_tune`")
-    return json.loads(path.read_text())
+    manifest = read_json_object(path, "prompt_tune")
+    if not isinstance(manifest.get("clip"), str) or \
+            not isinstance(manifest.get("prompts", ""), (str, type(None))):
+        raise AdaptedModelError(f"{path} lacks \"clip\" (a folder name) or has a \"prompts\" "
+                                "that is not a file name; re-run `dvc repro prompt_tune` to "
+                                "write it again")
+    return manifest
 
 
 def load_adapted(folder: str | Path = "models/mask_prompts"

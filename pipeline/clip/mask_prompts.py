@@ -131,10 +131,31 @@ def save_prompts(prompts: torch.Tensor, path: str | Path, meta: dict | None = No
     save_file({PROMPTS_KEY: prompts.detach().float().contiguous().cpu()}, str(path), metadata)
 
 
+class PromptsFileError(ValueError):
+    """A mask prompts file that cannot be used; the message names it and the fix."""
+
+
 def load_prompts(path: str | Path) -> tuple[torch.Tensor, dict]:
-    """(prompts (depth, grid*grid, width) float32, metadata dict)."""
-    with safe_open(str(path), framework="pt") as f:
-        if PROMPTS_KEY not in f.keys():
-            raise ValueError(f"{path} holds no mask prompts (tensor {PROMPTS_KEY!r} missing)")
-        meta = json.loads((f.metadata() or {}).get("meta", "{}"))
-        return f.get_tensor(PROMPTS_KEY), meta
+    """(prompts (depth, grid*grid, width) float32, metadata dict). PromptsFileError, in
+    one line, for a file that is not safetensors or holds no prompts."""
+    from safetensors import SafetensorError
+
+    def bad(why: str) -> PromptsFileError:
+        return PromptsFileError(f"{path}: {why}; re-run `dvc repro prompt_tune` to write it "
+                                "again")
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if PROMPTS_KEY not in f.keys():
+                raise bad(f"holds no mask prompts (tensor {PROMPTS_KEY!r} missing)")
+            meta = json.loads((f.metadata() or {}).get("meta", "{}"))
+            prompts = f.get_tensor(PROMPTS_KEY)
+    except SafetensorError as e:  # random bytes, a JSON file, a torch pickle, cut short
+        raise bad(f"not a safetensors file ({e})") from e
+    except json.JSONDecodeError as e:
+        raise bad(f"its metadata is not JSON ({e})") from e
+    if prompts.ndim != 3:
+        raise bad(f"its prompts have shape {tuple(prompts.shape)}, not (depth, patches, width)")
+    if not isinstance(meta, dict):
+        raise bad("its metadata is not a JSON object")
+    return prompts, meta

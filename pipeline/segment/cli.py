@@ -43,27 +43,32 @@ def show_proposals(args) -> int:
     return 0
 
 
-def segment(args) -> int:
-    import numpy as np
-    import torch
+MAX_PIXELS = 1024 * 1024  # larger images are segmented at this many pixels (see --max-pixels)
 
+
+def vocabulary(args) -> list[str] | None:
+    """The class names asked for, or None after printing why there are none."""
     from pipeline.data.class_lists import load_vocabulary
-    from pipeline.params import ParamsError, load_params
-    from pipeline.segment.segmenter import load_segmenter
-    from pipeline.segment.view import segmentation_png
 
+    if not args.classes_file and args.classes is None:
+        print("give the class names: --classes \"sky, dog, teapot\" or --classes-file F",
+              file=sys.stderr)
+        return None
     try:
-        if args.classes_file:
-            names = load_vocabulary(args.classes_file)
-        elif args.classes is not None:
-            names = load_vocabulary(args.classes)
-        else:
-            print("give the class names: --classes \"sky, dog, teapot\" or --classes-file F",
-                  file=sys.stderr)
-            return 2
+        return load_vocabulary(args.classes_file or args.classes)
     except (ValueError, OSError) as e:
         print(f"vocabulary: {e}", file=sys.stderr)
-        return 2
+        return None
+
+
+def segmenter_for(args, names: list[str]):
+    """The pipeline's models set up for `names`, or None after printing, in one line, why
+    they cannot be loaded (missing, or a corrupt file: re-running its stage fixes both)."""
+    from safetensors import SafetensorError
+
+    from pipeline.params import ParamsError, load_params
+    from pipeline.segment.segmenter import load_segmenter
+
     try:
         params = load_params(args.params)
         p, net_size = params.eval, params.proposals.image_size
@@ -73,31 +78,90 @@ def segment(args) -> int:
     except ParamsError:  # no params.yaml here: the defaults
         net_size, settings, dtype = 64, {}, "float32"
     try:
-        segmenter = load_segmenter(names, args.proposals, args.adapted, args.base_clip,
-                                   dtype=dtype, net_size=net_size, **settings)
+        return load_segmenter(names, args.proposals, args.adapted, args.base_clip,
+                              dtype=dtype, net_size=net_size, **settings)
     except FileNotFoundError as e:
         print(f"model missing: {e}", file=sys.stderr)
+    except ValueError as e:  # the loaders' errors for corrupt files name the file
+        print(f"model unusable: {(str(e).splitlines() or [type(e).__name__])[0]}",
+              file=sys.stderr)
+    except SafetensorError as e:  # weights of the proposal net or a CLIP
+        print(f"model unusable: a weights file under {args.proposals}, {args.adapted} or "
+              f"{args.base_clip} is not a safetensors file ({e}): re-run its stage "
+              "(`dvc repro`)", file=sys.stderr)
+    return None
+
+
+def segment_file(segmenter, path: str, names: list[str], out: Path, variant: str,
+                 max_pixels: int) -> str:
+    """Segment one image file and write its two PNGs; returns the line to print.
+    Raises ImageReadError (unreadable image) or OSError (outputs not written)."""
+    import numpy as np
+    import torch
+
+    from pipeline.data.files import encode_png
+    from pipeline.data.image_io import read_rgb_within, resize_labels
+    from pipeline.segment.view import segmentation_png
+
+    image, full_size = read_rgb_within(path, max_pixels)  # (h, w, 3) within the bound
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+    labels = segmenter.predict(x)[variant].numpy()  # (h, w) int64
+    # the label map at the file's own size (nearest: classes never blend); the overlay at
+    # the working size, since the figure is drawn at about 800 pixels wide anyway
+    full = resize_labels(labels.astype(np.uint8 if len(names) <= 255 else np.uint16),
+                         full_size)
+    pngs = {"labels": encode_png(full), "overlay": segmentation_png(image, labels, names)}
+    stem = Path(path).stem
+    for kind, data in pngs.items():  # each written to a temporary name, then renamed
+        atomic_write_bytes(out / f"{stem}_{kind}.png", data)
+    present = ", ".join(names[c] for c in np.unique(labels))
+    (h, w), (fh, fw) = image.shape[:2], full_size
+    scaled = "" if (h, w) == full_size else f" (segmented at {w}x{h}, labels at {fw}x{fh})"
+    return f"{path}: {present} -> {out / (stem + '_overlay.png')}, " \
+           f"{out / (stem + '_labels.png')}{scaled}"
+
+
+def segment(args) -> int:
+    """Segment every image given; one that cannot be read or written is reported in one
+    line and skipped. Exit status 1 if any was skipped, 2 if nothing could start."""
+    from pipeline.data.image_io import ImageReadError
+
+    names = vocabulary(args)
+    if names is None:
+        return 2
+    segmenter = segmenter_for(args, names)
+    if segmenter is None:
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"cannot create the output folder {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    done, stems = 0, {}
     for path in args.images:
-        try:
-            image = read_rgb(path)
-        except Exception as e:  # PIL raises several types for unreadable files
-            print(f"cannot read image {path}: {e}", file=sys.stderr)
-            return 2
-        x = torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
-        labels = segmenter.predict(x)[args.variant].numpy()
         stem = Path(path).stem
-        dtype_out = np.uint8 if len(names) <= 255 else np.uint16
-        from pipeline.data.files import encode_png
+        if stem in stems:  # a.jpg and a.png would write the same a_labels.png
+            print(f"skipped {path}: its outputs would overwrite those of {stems[stem]}",
+                  file=sys.stderr)
+            continue
+        stems[stem] = path
+        try:
+            print(segment_file(segmenter, path, names, out, args.variant, args.max_pixels))
+            done += 1
+        except ImageReadError as e:
+            print(f"cannot read image {e}", file=sys.stderr)
+        except OSError as e:
+            print(f"cannot write the outputs of {path}: {e}", file=sys.stderr)
+    print(f"segmented {done} of {len(args.images)} images")
+    return 0 if done == len(args.images) else 1
 
-        atomic_write_bytes(out / f"{stem}_labels.png", encode_png(labels.astype(dtype_out)))
-        atomic_write_bytes(out / f"{stem}_overlay.png", segmentation_png(image, labels, names))
-        present = ", ".join(names[c] for c in np.unique(labels))
-        print(f"{path}: {present} -> {out / (stem + '_overlay.png')}, "
-              f"{out / (stem + '_labels.png')}")
-    return 0
+
+def pixel_count(text: str) -> int:
+    """argparse type of --max-pixels: a whole number >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def main(argv=None) -> int:
@@ -129,6 +193,9 @@ def main(argv=None) -> int:
     sg.add_argument("--base-clip", default="models/clip_base",
                     help="the CLIP whose text space the proposal net was trained in")
     sg.add_argument("--params", default="params.yaml", help="eval.* settings, if present")
+    sg.add_argument("--max-pixels", type=pixel_count, default=MAX_PIXELS,
+                    help="segment larger images scaled down to this many pixels (labels "
+                    "still at full size), so memory stays bounded; 0: no bound")
     sg.set_defaults(func=segment)
     args = ap.parse_args(argv)
     return args.func(args)
