@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from pipeline.adapt.adapted_model import FT_MARKER, finetune_plan
@@ -53,7 +52,6 @@ def main(argv=None) -> None:
     model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
     trains = finetune_plan(ft.enabled, mpt.enabled, mpt.order)
     logs, info = [], {"finetuned": trains}
-    t0 = time.time()
     if trains:
         shards = ShardList.from_dir(args.shards)
         nouns, text = noun_text_features(model, tokenizer_for(args.clip), shards,
@@ -61,11 +59,11 @@ def main(argv=None) -> None:
         plan, batch_size, every = phase_plan("ft", ft, mpt, shards.samples)
         tag = fingerprint({"stage": "finetune", "ft": to_dict(ft), "adapt": to_dict(a),
                            "inputs": inputs_digest(args.clip, shards)})
-        logs = run_adaptation(MaskedCropEncoder(model), plan, shards,
-                              loader_settings(a, model, batch_size), text, nouns, args.resume,
-                              tag, every, device, ddp, a.precision, phase="ft",
-                              progress=step_bars(ddp))
-        info.update(run_summary(plan, batch_size, time.time() - t0), nouns=len(nouns),
+        logs, timing = run_adaptation(MaskedCropEncoder(model), plan, shards,
+                                      loader_settings(a, model, batch_size), text, nouns,
+                                      args.resume, tag, every, device, ddp, a.precision,
+                                      phase="ft", progress=step_bars(ddp))
+        info.update(run_summary(plan, batch_size, timing), nouns=len(nouns),
                     first_loss=round(logs[0]["loss"], 4), final_loss=final_loss(logs))
     else:
         info["reason"] = ("ft.enabled is false" if not ft.enabled else
