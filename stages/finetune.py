@@ -34,7 +34,7 @@ from pipeline.adapt.run import (
 )
 from pipeline.adapt.train import MaskedCropEncoder
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
-from pipeline.data.files import atomic_dir, write_json
+from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.shard_loader import ShardList
 from pipeline.params import to_dict
 from stages._adapt_setup import start_adaptation_stage, step_bars
@@ -70,12 +70,13 @@ def main(argv=None) -> None:
                           f"mpt.order is {mpt.order}: prompt_tune trains CLIP")
     if not ddp.main:
         return
-    with atomic_dir(args.out) as out:
+    with staged_outputs(args.out, args.loss_csv, args.loss_png, args.metrics) as staged:
+        out, loss_csv, loss_png, metrics_path = staged
         save_clip(model.cpu().eval(), model_cfg, out)
         write_json(out / FT_MARKER, {"finetuned": trains, "from": str(args.clip)})
-    write_loss_log(logs, args.loss_csv, args.loss_png, "FT: masked-crop contrastive loss")
-    write_json(args.metrics, info)
-    args.resume.unlink(missing_ok=True)
+        write_loss_log(logs, loss_csv, loss_png, "FT: masked-crop contrastive loss")
+        write_json(metrics_path, info)
+    args.resume.unlink(missing_ok=True)  # only now: a failed write can still resume
     print("finetune:", {k: v for k, v in info.items() if k != "reason"} if trains
           else f"skipped ({info['reason']}); {args.out} is the base CLIP")
 
