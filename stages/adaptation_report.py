@@ -27,7 +27,7 @@ from pipeline.adapt.run import tune_phases
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import cached_text_classifier
 from pipeline.data.class_lists import load_class_list
-from pipeline.data.files import write_json
+from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
 from stages._adapt_setup import start_adaptation_stage, step_bars
 
@@ -90,8 +90,9 @@ def main(argv=None) -> None:
             f"{row} {result[row]['all']:.3f} (seen {result[row]['seen'] or 0:.3f}, unseen "
             f"{result[row]['unseen'] or 0:.3f})" for row in models)
             + f"; outline-only control {(result['outline_only_control'] or {}).get('accuracy')}")
-    write_json(args.metrics, report)
-    shutil.rmtree(args.resume, ignore_errors=True)
+    with staged_outputs(args.metrics) as (metrics_path,):
+        write_json(metrics_path, report)
+    shutil.rmtree(args.resume, ignore_errors=True)  # only now: a failed write can still resume
 
 
 if __name__ == "__main__":

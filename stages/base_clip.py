@@ -24,7 +24,7 @@ from pipeline.clip import probe as probe
 from pipeline.clip.model import create_clip, model_config, pixel_stats, save_clip, tokenizer_for
 from pipeline.clip.pretrain import LOSS_COLUMNS, caption_batches, train_clip
 from pipeline.clip.region_probe import outline_only_control, zero_shot_probe
-from pipeline.data.files import atomic_dir, write_json
+from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.image_io import read_rgb
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params
@@ -75,11 +75,6 @@ def main(argv=None) -> None:
         logs = pretrain(model, splits["train"], tokenizer, size, p, mean, std)
     train_seconds = time.time() - t0
     model.eval()
-    with atomic_dir(args.out) as out:
-        save_clip(model, cfg, out)
-    write_loss_log(args.loss_csv, args.loss_png, [dataclasses.asdict(log) for log in logs],
-                   LOSS_COLUMNS, ("loss", "lr"), "base CLIP contrastive pretraining",
-                   empty_title=f"no pretraining: loaded {p.pretrained}")
     print("probing masked-crop zero-shot accuracy ...")
     metrics = {
         "arch": p.arch,
@@ -92,7 +87,15 @@ def main(argv=None) -> None:
         "outline_only_control": outline_only_control(splits["train"], size, p.control_steps,
                                                      p.seed),
     }
-    write_json(args.metrics, metrics)
+    # Every output or none: a failure here leaves the previous model and metrics together.
+    with staged_outputs(args.out, args.loss_csv, args.loss_png, args.metrics) as staged:
+        out, loss_csv, loss_png, metrics_path = staged
+        out.mkdir()
+        save_clip(model, cfg, out)
+        write_loss_log(loss_csv, loss_png, [dataclasses.asdict(log) for log in logs],
+                       LOSS_COLUMNS, ("loss", "lr"), "base CLIP contrastive pretraining",
+                       empty_title=f"no pretraining: loaded {p.pretrained}")
+        write_json(metrics_path, metrics)
     zs = metrics["zero_shot"]
     print(f"zero-shot top-1 (chance {zs['chance']:.3f}): whole {zs['whole_image']['all']:.3f}, "
           f"crop mean-fill {zs['masked_crop_mean']['all']:.3f}, "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.data.files import atomic_write_bytes
+from pipeline.data.files import staged_outputs
 from pipeline.params import ParamsError, load_params
 from pipeline.params_checks import check_across_sections
 
@@ -32,7 +32,8 @@ def main(argv=None) -> int:
         print(f"error: {e}\nNo stage ran and no output was touched. Fix the value, or restore "
               f"the file with `git checkout {args.params}`.", file=sys.stderr)
         return 2
-    atomic_write_bytes(args.out, MARKER)
+    with staged_outputs(args.out) as (out,):
+        out.write_bytes(MARKER)
     print(f"{args.params}: every key valid")
     return 0
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.data.files import atomic_write_bytes, write_json
+from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
 from pipeline.params import load_params
 from pipeline.segment.evaluation import (
@@ -70,14 +70,17 @@ def main(argv=None) -> None:
     report = {"dataset": args.dataset, "images": len(ds.rows), "classes": len(names),
               "seen_classes": int(sum(ds.seen)), "ensemble_lambda": p.ensemble_lambda,
               "mask_threshold": p.mask_threshold, **variant_scores(conf, ds)}
-    write_json(args.metrics, report)
     ens = report["ensemble"]
-    atomic_write_bytes(args.iou_png, class_iou_png(
+    iou_png = class_iou_png(
         names, list(ens["per_class_iou"].values()), ds.seen,
-        f"{args.dataset}: ensemble mIoU {ens['miou_d2_legacy']:.3f} (detectron2 <= 0.6)"))
-    if panels:
-        atomic_write_bytes(args.predictions_png,
-                           prediction_panels_png(panels, names, ds.ignore_label))
+        f"{args.dataset}: ensemble mIoU {ens['miou_d2_legacy']:.3f} (detectron2 <= 0.6)")
+    predictions_png = prediction_panels_png(panels, names, ds.ignore_label) if panels else None
+    with staged_outputs(args.metrics, args.iou_png, args.predictions_png) as staged:
+        metrics_path, iou_path, predictions_path = staged
+        write_json(metrics_path, report)
+        atomic_write_bytes(iou_path, iou_png)
+        if predictions_png is not None:  # no overlays asked for: the old picture stays
+            atomic_write_bytes(predictions_path, predictions_png)
     for v in VARIANTS:
         s = report[v]
         print(f"{args.dataset} {v:>10}: mIoU {s['miou_d2_legacy']:.3f} (gt-only {s['miou']:.3f})"

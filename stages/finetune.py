@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from pipeline.adapt.adapted_model import FT_MARKER, finetune_plan
@@ -35,7 +34,7 @@ from pipeline.adapt.run import (
 )
 from pipeline.adapt.train import MaskedCropEncoder
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
-from pipeline.data.files import atomic_dir, write_json
+from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.shard_loader import ShardList
 from pipeline.params import to_dict
 from stages._adapt_setup import start_adaptation_stage, step_bars
@@ -53,7 +52,6 @@ def main(argv=None) -> None:
     model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
     trains = finetune_plan(ft.enabled, mpt.enabled, mpt.order)
     logs, info = [], {"finetuned": trains}
-    t0 = time.time()
     if trains:
         shards = ShardList.from_dir(args.shards)
         nouns, text = noun_text_features(model, tokenizer_for(args.clip), shards,
@@ -61,23 +59,24 @@ def main(argv=None) -> None:
         plan, batch_size, every = phase_plan("ft", ft, mpt, shards.samples)
         tag = fingerprint({"stage": "finetune", "ft": to_dict(ft), "adapt": to_dict(a),
                            "inputs": inputs_digest(args.clip, shards)})
-        logs = run_adaptation(MaskedCropEncoder(model), plan, shards,
-                              loader_settings(a, model, batch_size), text, nouns, args.resume,
-                              tag, every, device, ddp, a.precision, phase="ft",
-                              progress=step_bars(ddp))
-        info.update(run_summary(plan, batch_size, time.time() - t0), nouns=len(nouns),
+        logs, timing = run_adaptation(MaskedCropEncoder(model), plan, shards,
+                                      loader_settings(a, model, batch_size), text, nouns,
+                                      args.resume, tag, every, device, ddp, a.precision,
+                                      phase="ft", progress=step_bars(ddp))
+        info.update(run_summary(plan, batch_size, timing), nouns=len(nouns),
                     first_loss=round(logs[0]["loss"], 4), final_loss=final_loss(logs))
     else:
         info["reason"] = ("ft.enabled is false" if not ft.enabled else
                           f"mpt.order is {mpt.order}: prompt_tune trains CLIP")
     if not ddp.main:
         return
-    with atomic_dir(args.out) as out:
+    with staged_outputs(args.out, args.loss_csv, args.loss_png, args.metrics) as staged:
+        out, loss_csv, loss_png, metrics_path = staged
         save_clip(model.cpu().eval(), model_cfg, out)
         write_json(out / FT_MARKER, {"finetuned": trains, "from": str(args.clip)})
-    write_loss_log(logs, args.loss_csv, args.loss_png, "FT: masked-crop contrastive loss")
-    write_json(args.metrics, info)
-    args.resume.unlink(missing_ok=True)
+        write_loss_log(logs, loss_csv, loss_png, "FT: masked-crop contrastive loss")
+        write_json(metrics_path, info)
+    args.resume.unlink(missing_ok=True)  # only now: a failed write can still resume
     print("finetune:", {k: v for k, v in info.items() if k != "reason"} if trains
           else f"skipped ({info['reason']}); {args.out} is the base CLIP")
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import cached_text_classifier
 from pipeline.data.class_lists import load_class_list
-from pipeline.data.files import write_json
+from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.mining.mine import (
     caption_nouns,
@@ -68,10 +68,11 @@ def main(argv=None) -> None:
     text = cached_text_classifier(clip, tokenizer_for(args.clip), lemmas, args.text_cache)
     columns, checked, correct = mine_pairs(clip, text, lemmas, nouns, lemma_to_class, rows,
                                            train, p, args.proposals, progress)
-    write_pairs(args.out, columns, p.row_group_size)
     metrics = mining_metrics(columns, rows, p, extractor.method, checked, correct,
                              time.time() - t0)
-    write_json(args.metrics, metrics)
+    with staged_outputs(args.out, args.metrics) as (out, metrics_path):
+        write_pairs(out, columns, p.row_group_size)
+        write_json(metrics_path, metrics)
     print(f"{metrics['pairs']} pairs, {metrics['unique_nouns']} unique nouns, mining "
           f"precision {metrics['precision_iou50']['precision']} over {checked} checkable pairs")
 

@@ -35,7 +35,7 @@ from pipeline.adapt.adapted_model import (
 from pipeline.adapt.run import tune_phases, write_loss_log
 from pipeline.clip.mask_prompts import save_prompts
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
-from pipeline.data.files import atomic_dir, write_json
+from pipeline.data.files import staged_outputs, write_json
 from stages._adapt_setup import start_adaptation_stage, step_bars
 
 
@@ -60,7 +60,9 @@ def main(argv=None) -> None:
     meta = {"order": mpt.order, "ft_enabled": ft.enabled, "mpt_enabled": mpt.enabled,
             "phases": phases, "clip_finetuned_before": was_finetuned(args.clip)}
     clip_ref = clip_reference(args.out / "clip" if trains_clip else args.clip, args.out)
-    with atomic_dir(args.out) as out:
+    with staged_outputs(args.out, args.loss_csv, args.loss_png, args.metrics) as staged:
+        out, loss_csv, loss_png, metrics_path = staged
+        out.mkdir()
         if prompts is not None:
             save_prompts(prompts.prompts, out / PROMPTS_FILE,
                          {"depth": mpt.depth, "clip": clip_ref})
@@ -68,10 +70,9 @@ def main(argv=None) -> None:
             model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
             save_clip(model.cpu().eval(), model_cfg, out / "clip")
         write_manifest(out, clip_ref, PROMPTS_FILE if prompts is not None else None, meta)
-    write_loss_log(logs, args.loss_csv, args.loss_png,
-                   f"prompt_tune ({' then '.join(phases) or 'off'})")
-    write_json(args.metrics, {**summary, **meta})
-    shutil.rmtree(args.resume, ignore_errors=True)
+        write_loss_log(logs, loss_csv, loss_png, f"prompt_tune ({' then '.join(phases) or 'off'})")
+        write_json(metrics_path, {**summary, **meta})
+    shutil.rmtree(args.resume, ignore_errors=True)  # only now: a failed write can still resume
     print("prompt_tune:", summary if phases else "mpt.enabled is false: no prompts")
 
 

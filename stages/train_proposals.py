@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import cached_text_classifier
-from pipeline.data.files import atomic_dir
+from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params, to_dict
 from pipeline.proposals.loss import LossWeights
@@ -105,10 +105,11 @@ def main(argv=None) -> None:
     if not ddp.main:
         return
     model.eval()
-    with atomic_dir(args.out) as out:
+    with staged_outputs(args.out, args.loss_csv, args.loss_png) as (out, loss_csv, loss_png):
+        out.mkdir()
         save_proposal_net(out, model, text, names)
-    write_loss_curve(logs, args.loss_csv, args.loss_png)
-    args.resume.unlink(missing_ok=True)
+        write_loss_curve(logs, loss_csv, loss_png)
+    args.resume.unlink(missing_ok=True)  # only now: a failed write can still resume
     print(f"trained {p.steps} steps; final loss {np.mean([r['loss'] for r in logs[-20:]]):.3f}")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.clip.masked_crops import masked_crops
-from pipeline.data.files import encode_jpeg, encode_png, write_json
+from pipeline.data.files import encode_jpeg, encode_png, staged_outputs, write_json
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
@@ -35,6 +34,24 @@ def pairs_by_image(pairs: dict) -> dict[int, list[int]]:
     for i, image_id in enumerate(pairs["image_id"]):
         out.setdefault(image_id, []).append(i)
     return out
+
+
+def image_samples(row, masks: np.ndarray, pairs: dict, idx: list[int], image_dir: Path, p):
+    """(pair row, key, jpg, mask png, noun, meta) of each pair `idx` of one image, whose
+    masks (len(idx), H, W) are cropped unfilled."""
+    image = torch.from_numpy(read_rgb(image_dir / row.file_name).copy())
+    crops, crop_masks, _ = masked_crops(image.permute(2, 0, 1).float() / 255,
+                                        torch.from_numpy(masks), p.crop_size, fill="none",
+                                        expand_ratio=p.expand_ratio)
+    crops = (crops * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    crop_masks = crop_masks.numpy().astype(np.uint8) * 255
+    for k, i in enumerate(idx):
+        meta = {key: pairs[key][i] for key in ("image_id", "caption_index", "lemma",
+                                               "proposal_id")}
+        meta["similarity"] = round(float(pairs["similarity"][i]), 6)
+        yield (i, sample_key(row.image_id, pairs["caption_index"][i], k),
+               encode_jpeg(crops[k], p.jpeg_quality), encode_png(crop_masks[k]),
+               pairs["noun"][i], meta)
 
 
 def main(argv=None) -> None:
@@ -64,35 +81,20 @@ def main(argv=None) -> None:
         labels = read_labels(Path(train.label_dir) / row.label_file)
         return gt_proposals(row.image_id, labels, train.ignore_label).masks
 
-    tmp_dir = args.out.with_name(f".{args.out.name}.tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    shards = ShardSet(tmp_dir, n_shards)
-    try:
-        for row in tqdm(rows, desc="write shards", unit="image", mininterval=2):
-            idx = by_image[row.image_id]
-            masks = torch.from_numpy(image_masks(row)[[pairs["proposal_id"][i] for i in idx]])
-            image = torch.from_numpy(read_rgb(Path(train.image_dir) / row.file_name).copy())
-            crops, crop_masks, _ = masked_crops(image.permute(2, 0, 1).float() / 255, masks,
-                                                p.crop_size, fill="none",
-                                                expand_ratio=p.expand_ratio)
-            crops = (crops * 255).round().byte().permute(0, 2, 3, 1).numpy()
-            crop_masks = crop_masks.numpy().astype(np.uint8) * 255
-            for k, i in enumerate(idx):
-                meta = {key: pairs[key][i] for key in ("image_id", "caption_index", "lemma",
-                                                       "proposal_id")}
-                meta["similarity"] = round(float(pairs["similarity"][i]), 6)
-                shards.write(int(assign[i]), sample_key(row.image_id,
-                                                        pairs["caption_index"][i], k),
-                             encode_jpeg(crops[k], p.jpeg_quality), encode_png(crop_masks[k]),
-                             pairs["noun"][i], meta)
-        sizes = shards.close()
-    except BaseException:
-        shards.abort()
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    write_json(tmp_dir / "sizes.json", {shard_name(i): c for i, c in enumerate(sizes)})
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp_dir.replace(args.out)
+    with staged_outputs(args.out) as (out,):
+        shards = ShardSet(out, n_shards)
+        try:
+            for row in tqdm(rows, desc="write shards", unit="image", mininterval=2):
+                idx = by_image[row.image_id]
+                masks = image_masks(row)[[pairs["proposal_id"][i] for i in idx]]
+                for i, *sample in image_samples(row, masks, pairs, idx,
+                                                Path(train.image_dir), p):
+                    shards.write(int(assign[i]), *sample)
+            sizes = shards.close()
+        except BaseException:
+            shards.abort()  # closes the open tar files; staged_outputs removes the folder
+            raise
+        write_json(out / "sizes.json", {shard_name(i): c for i, c in enumerate(sizes)})
     print(f"wrote {sum(sizes)} samples to {n_shards} shards in {args.out}")
 
 

@@ -115,9 +115,10 @@ def shard_run(shards, resume, steps=6, ddp=None, every=2, progress=adapt_run.no_
     loader = LoaderSettings(Augment(16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
                             batch_size=8, seed=0, buffer=10)
     plan = AdaptPlan(True, False, steps, 1, clip_lr=1e-3, clip_weight_decay=0.2)
-    logs = run_adaptation(encoder, plan, shards, loader, noun_text(), NOUNS, resume, "tag",
-                          every, torch.device("cpu"), ddp or Distributed(), progress=progress)
-    return encoder, logs
+    logs, timing = run_adaptation(encoder, plan, shards, loader, noun_text(), NOUNS, resume,
+                                  "tag", every, torch.device("cpu"), ddp or Distributed(),
+                                  progress=progress)
+    return encoder, logs, timing
 
 
 def test_progress_starts_at_the_resumed_step_and_sees_each_loss(tmp_path):
@@ -130,41 +131,77 @@ def test_progress_starts_at_the_resumed_step_and_sees_each_loss(tmp_path):
         opened.append((start, total))
         yield losses.append
 
-    _, logs = shard_run(shards, tmp_path / "a.pt", steps=4, progress=progress)
+    _, logs, _ = shard_run(shards, tmp_path / "a.pt", steps=4, progress=progress)
     assert opened == [(2, 4)] and len(logs) == 4
     assert losses == [r["loss"] for r in logs[2:]]
 
 
-def test_resume_after_an_interruption_continues_from_the_saved_step(tmp_path, monkeypatch):
-    shards = write_toy_shards(tmp_path / "shards")
-    straight, straight_logs = shard_run(shards, tmp_path / "a.pt")
+class Interrupted(Exception):
+    pass
 
-    class Interrupted(Exception):
-        pass
 
+def after_each_step(monkeypatch, call):
+    """Make run_adaptation call `call(log)` after each training step's own callback."""
     real = adapt_run.train_adaptation
 
-    def interrupted_after_step_3(*args):
+    def wrapped(*args):
         *rest, inner = args  # run_adaptation passes on_step last
 
         def on_step(log):
             inner(log)
-            if log.step == 3:
-                raise Interrupted
+            call(log)
         return real(*rest, on_step)
 
-    monkeypatch.setattr(adapt_run, "train_adaptation", interrupted_after_step_3)
-    resume = tmp_path / "b.pt"
-    with pytest.raises(Interrupted):
-        shard_run(shards, resume)
+    monkeypatch.setattr(adapt_run, "train_adaptation", wrapped)
+
+
+def interrupt_after_step_3(shards, resume, monkeypatch):
+    """A 6-step run killed after step 3: its step-4 checkpoint is left at `resume`."""
+    def stop(log):
+        if log.step == 3:
+            raise Interrupted
+
+    with monkeypatch.context() as m:
+        after_each_step(m, stop)
+        with pytest.raises(Interrupted):
+            shard_run(shards, resume)
     assert torch.load(resume, weights_only=True)["step"] == 4  # checkpoint every 2 steps
-    monkeypatch.setattr(adapt_run, "train_adaptation", real)
-    resumed, logs = shard_run(shards, resume)
+
+
+def test_resume_after_an_interruption_continues_from_the_saved_step(tmp_path, monkeypatch):
+    shards = write_toy_shards(tmp_path / "shards")
+    straight, straight_logs, _ = shard_run(shards, tmp_path / "a.pt")
+    resume = tmp_path / "b.pt"
+    interrupt_after_step_3(shards, resume, monkeypatch)
+    resumed, logs, _ = shard_run(shards, resume)
     assert [r["step"] for r in logs] == list(range(6))  # 0-3 from the checkpoint, then 4, 5
     assert [r["loss"] for r in logs] == pytest.approx([r["loss"] for r in straight_logs],
                                                       abs=1e-5)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_a_resumed_run_reports_the_rate_of_the_steps_it_ran(tmp_path, monkeypatch):
+    """Issue 12 item 7. On a clock that moves 0.25 s a step, 6 steps of 8 samples resumed
+    at step 4 run 2 steps in 0.5 s: 32 samples/s, as a run that was never interrupted
+    reports, not all 48 samples over the resumed 0.5 s (96/s)."""
+    shards = write_toy_shards(tmp_path / "shards")
+    resume = tmp_path / "a.pt"
+    interrupt_after_step_3(shards, resume, monkeypatch)
+    clock = [0.0]
+    monkeypatch.setattr(adapt_run, "perf_counter", lambda: clock[0])
+    after_each_step(monkeypatch, lambda log: clock.__setitem__(0, clock[0] + 0.25))
+    plan = AdaptPlan(True, False, 6, 1, clip_lr=1e-3, clip_weight_decay=0.2)
+    _, logs, resumed = shard_run(shards, resume)
+    _, _, straight = shard_run(shards, tmp_path / "straight.pt")
+    assert len(logs) == 6 and resumed == adapt_run.Timing(steps=2, seconds=0.5)
+    assert straight == adapt_run.Timing(steps=6, seconds=1.5)
+    summary = adapt_run.run_summary(plan, 8, resumed)
+    assert summary == {"steps": 6, "samples": 48, "train_seconds": 0.5,
+                       "samples_per_second": 32.0}
+    assert adapt_run.run_summary(plan, 8, straight)["samples_per_second"] == 32.0
+    nothing_run = adapt_run.run_summary(plan, 8, adapt_run.Timing(0, 0.0))
+    assert nothing_run["samples_per_second"] is None  # e.g. a phase resumed at its end
 
 
 def _ddp_worker(rank, world, port, shard_dir, out_dir):
@@ -177,7 +214,7 @@ def _ddp_worker(rank, world, port, shard_dir, out_dir):
     from pipeline.training.distributed import init_distributed
 
     ddp = init_distributed(torch.device("cpu"))
-    encoder, _ = shard_run(ShardList.from_dir(shard_dir), out_dir / f"r{rank}.pt", steps=2,
+    encoder, _, _ = shard_run(ShardList.from_dir(shard_dir), out_dir / f"r{rank}.pt", steps=2,
                            ddp=ddp, every=100)
     torch.save(encoder.state_dict(), out_dir / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
@@ -190,7 +227,7 @@ def test_two_process_gloo_run_matches_the_single_process_update(tmp_path):
         port = s.getsockname()[1]
     torch.multiprocessing.spawn(_ddp_worker, args=(2, port, tmp_path / "shards", tmp_path),
                                 nprocs=2)
-    single, _ = shard_run(shards, tmp_path / "single.pt", steps=2, every=100)
+    single, _, _ = shard_run(shards, tmp_path / "single.pt", steps=2, every=100)
     init = MaskedCropEncoder(tiny_clip()).state_dict()
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     names = [k for k in init if k.startswith("clip.visual.")]

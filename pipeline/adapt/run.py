@@ -17,9 +17,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 
 import torch
 
@@ -55,6 +55,15 @@ class LoaderSettings:
     seed: int
     workers: int = 0
     buffer: int = 2000
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The steps this process ran and the seconds they took: after a resume, only the
+    steps since the checkpoint (the earlier ones were timed, if at all, by another run)."""
+
+    steps: int
+    seconds: float
 
 
 def steps_for_epochs(samples: int, batch_size: int, epochs: float) -> int:
@@ -98,9 +107,11 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
                    loader: LoaderSettings, text_features: torch.Tensor, nouns: list[str],
                    resume_path: Path, tag: str, checkpoint_every: int, device: torch.device,
                    ddp: Distributed, precision: str = "auto", phase: str = "",
-                   keep_final: bool = False, progress=no_progress) -> list[dict]:
-    """Train `encoder` in place by `plan`; returns the per-step log (dicts of LOG_FIELDS).
-    `tag` fingerprints the run's inputs; a checkpoint with another tag is ignored.
+                   keep_final: bool = False, progress=no_progress
+                   ) -> tuple[list[dict], Timing]:
+    """Train `encoder` in place by `plan`; returns the per-step log (dicts of LOG_FIELDS)
+    of every step, those of a resumed checkpoint included, and the Timing of the steps run
+    here. `tag` fingerprints the run's inputs; a checkpoint with another tag is ignored.
     keep_final: also checkpoint the last step, so that a later phase of the same stage can
     be resumed without training this one again."""
     phase = phase or plan.name
@@ -111,9 +122,12 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
                            start, ddp.rank, ddp.world, loader.buffer)
     batches = batch_loader(dataset, loader.workers, pin_memory=device.type == "cuda")
     noun_index = {n: i for i, n in enumerate(nouns)}
+    ran, t0 = 0, perf_counter()
     with progress(phase, start, plan.steps) as show:
 
         def on_step(log):
+            nonlocal ran
+            ran += 1
             logs.append({"phase": phase, **dataclasses.asdict(log)})
             show(log.loss)
             done = log.step + 1
@@ -122,16 +136,21 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
 
         train_adaptation(encoder, batches, text_features.to(device), noun_index, optimizer,
                          plan, start, ddp, precision, on_step)
+    timing = Timing(ran, perf_counter() - t0)
     if keep_final and ddp.main and start < plan.steps:
         save_checkpoint(resume_path, encoder, optimizer, plan.steps, logs, tag)
-    return logs
+    return logs, timing
 
 
-def run_summary(plan: AdaptPlan, batch_size: int, seconds: float) -> dict:
-    """Steps, samples and throughput of one training phase, for the stage's metrics."""
+def run_summary(plan: AdaptPlan, batch_size: int, timing: Timing) -> dict:
+    """Steps and samples of one training phase, for the stage's metrics, and the seconds
+    and throughput of the steps this process ran: after a resume, the samples of the
+    steps run since the checkpoint over their seconds (not all the phase's samples over
+    the resumed run's seconds). No throughput (null) when no step ran here."""
+    rate = timing.steps * batch_size / timing.seconds if timing.steps and timing.seconds else None
     return {"steps": plan.steps, "samples": plan.steps * batch_size,
-            "train_seconds": round(seconds, 1),
-            "samples_per_second": round(plan.steps * batch_size / seconds, 1)}
+            "train_seconds": round(timing.seconds, 1),
+            "samples_per_second": round(rate, 1) if rate is not None else None}
 
 
 def final_loss(logs: list[dict], last: int = 10) -> float:
@@ -219,13 +238,12 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
         plan, batch_size, every = phase_plan(phase, ft, mpt, shards.samples)
         tag = fingerprint({"phases": phases[:k + 1], "mpt": to_dict(mpt),
                            "ft": to_dict(ft), "adapt": to_dict(a), "inputs": inputs})
-        t0 = time.time()
-        logs += run_adaptation(encoder, plan, shards, loader_settings(a, model, batch_size),
-                               text, nouns, resume_dir / f"{k}-{phase}.pt", tag, every,
-                               device, ddp, a.precision, phase=phase,
-                               keep_final=k + 1 < len(phases), progress=progress)
-        summary["phases"].append({"phase": phase,
-                                  **run_summary(plan, batch_size, time.time() - t0)})
+        phase_logs, timing = run_adaptation(
+            encoder, plan, shards, loader_settings(a, model, batch_size), text, nouns,
+            resume_dir / f"{k}-{phase}.pt", tag, every, device, ddp, a.precision, phase=phase,
+            keep_final=k + 1 < len(phases), progress=progress)
+        logs += phase_logs
+        summary["phases"].append({"phase": phase, **run_summary(plan, batch_size, timing)})
     if logs:
         summary["final_loss"] = final_loss(logs)
     return encoder.prompts, logs, summary

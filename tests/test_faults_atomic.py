@@ -1,0 +1,254 @@
+"""Nothing half-written (issue 12 item 6): a stage writes all its outputs or none
+(pipeline/data/files.py, staged_outputs).
+
+(a) the mechanism on its own; (b) the real stages, run in-process on a tiny pipeline with
+the commands of dvc.yaml, each made to fail at its last write: its previous outputs stay
+byte-identical, no temporary file is ever inside an output folder (not even while the
+stage runs, so a killed run leaves none there), its resume checkpoint stays, and a
+successful run afterwards puts complete outputs in place and leaves no temporary behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.data.files import atomic_dir, staged_outputs
+from tests.conftest import REPO
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+class Failure(Exception):
+    pass
+
+
+def tree(*paths: Path) -> dict[str, bytes]:
+    """Every file at or under `paths` (dot-files included) -> its bytes."""
+    out = {}
+    for p in map(Path, paths):
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+        out.update({str(f): f.read_bytes() for f in files})
+    return out
+
+
+def strays(root: Path) -> list[str]:
+    """Temporaries (`.<name>.tmp`, `.<name>.old`, or any dot-file) under root."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*")
+                  if not p.relative_to(root).parts[0].startswith("."))
+
+
+# (a) the mechanism
+
+def old_outputs(tmp_path: Path) -> tuple[Path, Path]:
+    folder, file = tmp_path / "out" / "model", tmp_path / "out" / "metrics.json"
+    folder.mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"old weights")
+    (folder / "old_only.txt").write_bytes(b"gone after a success")
+    file.write_bytes(b"old metrics")
+    return folder, file
+
+
+def test_success_replaces_every_output(tmp_path):
+    folder, file = old_outputs(tmp_path)
+    with staged_outputs(folder, file) as (f_tmp, m_tmp):
+        assert (f_tmp, m_tmp) == (folder.with_name(".model.tmp"),
+                                  file.with_name(".metrics.json.tmp"))
+        f_tmp.mkdir()
+        (f_tmp / "weights.bin").write_bytes(b"new weights")
+        m_tmp.write_bytes(b"new metrics")
+        assert tree(folder, file)[str(file)] == b"old metrics"  # nothing moves until the end
+    assert tree(folder, file) == {str(folder / "weights.bin"): b"new weights",
+                                  str(file): b"new metrics"}
+    assert strays(tmp_path) == []
+
+
+def test_an_exception_leaves_every_output_byte_identical(tmp_path):
+    folder, file = old_outputs(tmp_path)
+    before = tree(folder, file)
+    with pytest.raises(Failure), staged_outputs(folder, file) as (f_tmp, m_tmp):
+        f_tmp.mkdir()
+        (f_tmp / "weights.bin").write_bytes(b"new weights")
+        m_tmp.write_bytes(b"new")
+        raise Failure
+    assert tree(folder, file) == before and strays(tmp_path) == []
+
+
+def test_temporaries_of_a_killed_run_are_cleared_and_unwritten_outputs_kept(tmp_path):
+    folder, file = old_outputs(tmp_path)
+    (tmp_path / "out" / ".model.tmp").mkdir()  # what a SIGKILL leaves
+    (tmp_path / "out" / ".model.tmp" / "half").write_bytes(b"x")
+    (tmp_path / "out" / ".metrics.json.old").write_bytes(b"x")
+    with staged_outputs(folder, file) as (_, m_tmp):
+        m_tmp.write_bytes(b"new metrics")  # the folder is not written this time
+    assert tree(folder)[str(folder / "weights.bin")] == b"old weights"
+    assert file.read_bytes() == b"new metrics" and strays(tmp_path) == []
+
+
+def test_staging_keeps_temporaries_out_of_a_shared_folder(tmp_path):
+    shared = tmp_path / "proposals"
+    shared.mkdir()
+    (shared / "part-0").write_bytes(b"another machine's part")
+    with staged_outputs(shared / "part-1", staging=tmp_path) as (tmp,):
+        assert tmp.parent == tmp_path
+        tmp.write_bytes(b"this part")
+        assert [p.name for p in shared.iterdir()] == ["part-0"]
+    assert tree(shared) == {str(shared / "part-0"): b"another machine's part",
+                            str(shared / "part-1"): b"this part"}
+
+
+def test_atomic_dir_is_a_staged_folder(tmp_path):
+    folder, _ = old_outputs(tmp_path)
+    with pytest.raises(Failure), atomic_dir(folder) as tmp:
+        (tmp / "weights.bin").write_bytes(b"new")
+        raise Failure
+    assert (folder / "old_only.txt").exists()
+    with atomic_dir(folder) as tmp:
+        (tmp / "weights.bin").write_bytes(b"new")
+    assert tree(folder) == {str(folder / "weights.bin"): b"new"}
+
+
+# (b) the stages on a tiny pipeline
+
+TINY = {  # the whole pipeline in about 20 s on one core
+    "data": {"train_images": 48, "eval_images": 4, "probe_images": 16, "workers": 1},
+    "clip": {"steps": 2, "batch_size": 8, "warmup_steps": 1, "control_steps": 5},
+    "proposals": {"steps": 2, "batch_size": 4, "warmup_steps": 1, "recall_images": 4,
+                  "checkpoint_every": 1, "row_group_size": 16, "parts": 2},
+    "mine": {"max_images": 16, "masks": "gt"},  # a 2-step proposal net finds no pairs
+    "shards": {"min_shards": 2},
+    "adapt": {"shuffle_buffer": 20, "eval_batch_size": 16, "mpt_only_row": False},
+    "ft": {"epochs": 1, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 1},
+    "mpt": {"epochs": 1, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 1},
+    "eval": {"max_images": 2, "overlays": 1, "images_per_batch": 2, "batch_size": 16},
+}
+for _section in ("clip", "proposals", "mine", "shards", "adapt", "eval"):
+    TINY[_section]["threads"] = 1  # tiny tensors: more threads only contend
+
+PIPELINE = ["check_params", "prepare_data", "base_clip", "train_proposals",
+            "extract_proposals", "mine_pairs", "write_shards", "finetune", "prompt_tune",
+            "adaptation_report", "evaluate@world_full"]
+
+
+def stage_call(name: str, *extra: str):
+    """(stage module, argv) of a stage's dvc.yaml cmd (`python -m stages.x ...`)."""
+    base, _, item = name.partition("@")
+    words = shlex.split(STAGES[base]["cmd"].replace("${item.dataset}", item))
+    at = words.index("-m")
+    return importlib.import_module(words[at + 1]), words[at + 2:] + list(extra)
+
+
+def outputs(name: str) -> list[Path]:
+    entry, item = STAGES[name.partition("@")[0]], name.partition("@")[2]
+    return [Path((next(iter(o)) if isinstance(o, dict) else o).replace("${item.dataset}", item))
+            for key in ("outs", "metrics", "plots") for o in entry.get(key, [])]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from pipeline.mining.nltk_setup import wordnet_reader
+
+    if wordnet_reader() is None:
+        pytest.fail("WordNet is not installed: run `make nltk` (see README)")
+    work = tmp_path_factory.mktemp("pipeline")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)  # the cmds' paths are relative to the repository, as under dvc
+        for name in PIPELINE:
+            module, argv = stage_call(name)
+            module.main(argv)
+        yield work
+
+
+def failing_at_call(real, k: int, watched: list[Path], seen: dict):
+    """`real`, except that its k-th call records the output folders' files at that moment
+    (as a kill would leave them) and which outputs have a staged temporary, then raises."""
+    calls = [0]
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] < k:
+            return real(*args, **kwargs)
+        seen["during"] = tree(*[p for p in watched if p.exists()])
+        seen["staged"] = [p for p in watched if p.with_name(f".{p.name}.tmp").exists()]
+        raise Failure
+
+    return wrapper
+
+
+# stage -> its resume checkpoint (kept by a failure) and the late call made to fail
+LATE = {
+    "base_clip": (None, "write_json", 1),  # the metrics, after the model and loss log
+    "train_proposals": ("data/tmp/train_proposals/last.pt", "write_loss_curve", 1),
+    "extract_proposals": (None, "write_json", 1),  # the metrics, after every part
+    "mine_pairs": (None, "write_json", 1),  # the metrics, after the pairs
+    "write_shards": (None, "write_json", 1),  # sizes.json, after every shard
+    "finetune": ("data/tmp/finetune/last.pt", "write_json", 2),  # metrics, after the model
+    "prompt_tune": ("data/tmp/prompt_tune", "write_json", 1),
+    "adaptation_report": (None, "write_json", 1),
+    "evaluate@world_full": (None, "atomic_write_bytes", 2),  # the predictions picture
+}
+
+
+@pytest.mark.parametrize("name", list(LATE))
+def test_a_stage_failing_at_its_last_write_changes_nothing(name, tiny, monkeypatch):
+    checkpoint, late, k = LATE[name]
+    outs = outputs(name)
+    before = tree(*outs)
+    assert before and strays(tiny) == []
+    module, argv = stage_call(name)
+    seen = {}
+    monkeypatch.setattr(module, late, failing_at_call(getattr(module, late), k, outs, seen))
+    with pytest.raises(Failure):
+        module.main(argv)
+    # (a stage of one output fails as it writes that output: nothing is staged yet)
+    assert seen["staged"] or len(outs) == 1, f"{late} call {k} of {name} comes too early"
+    assert seen["during"] == before  # nothing inside the outputs, even while it runs
+    assert tree(*outs) == before and strays(tiny) == []
+    if checkpoint:
+        assert Path(checkpoint).exists()  # a rerun resumes rather than starts again
+    monkeypatch.undo()
+    module.main(argv)
+    after = tree(*outs)
+    assert set(after) == set(before) and strays(tiny) == []
+    if not checkpoint:  # a resumed run matches a straight one to rounding, not in bytes
+        assert {f: b for f, b in after.items() if b"seconds" not in b} == \
+            {f: b for f, b in before.items() if b"seconds" not in b}
+    else:
+        assert not Path(checkpoint).exists()
+
+
+def test_a_failed_extract_part_leaves_the_shared_folder_alone(tiny, monkeypatch):
+    """`--part 1` (one machine's share): its parquet is staged beside data/proposals."""
+    from pipeline.data.proposal_table import ProposalWriter
+
+    module, argv = stage_call("extract_proposals", "--part", "1")
+    folder, metrics = Path("data/proposals"), Path("metrics/proposals.json")
+    before, before_folder = tree(folder, metrics), tree(folder)
+    seen = {}
+
+    class DyingWriter(ProposalWriter):
+        added = 0
+
+        def add(self, p):
+            super().add(p)
+            DyingWriter.added += 1
+            if DyingWriter.added == 3:  # a few images into the part, its file open
+                seen["during"], seen["writing"] = tree(folder), self.tmp
+                raise Failure
+
+    monkeypatch.setattr(module, "ProposalWriter", DyingWriter)
+    with pytest.raises(Failure):
+        module.main(argv)
+    assert seen["during"] == before_folder and seen["writing"].parent == folder.parent
+    assert tree(folder, metrics) == before and strays(tiny) == []
+    monkeypatch.undo()
+    module.main(argv)
+    assert tree(folder, metrics) == before and strays(tiny) == []  # same bytes again
