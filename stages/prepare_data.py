@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipeline.data.class_lists import builtin_class_list, load_class_list
-from pipeline.data.files import atomic_dir, atomic_write_bytes, json_bytes, write_json
+from pipeline.data.files import json_bytes, staged_outputs
 from pipeline.data.layouts import LayoutError, index_semseg, write_index
 from pipeline.data.validate import COCO_LABEL_MODES, BadItems, LabelSpec, check_coco
 from pipeline.params import DataParams, load_params
@@ -44,40 +44,40 @@ def bad_items(p: DataParams, root, args) -> BadItems:
                     f"(counted in {args.check_metrics})")
 
 
-def prepare_synthetic(p: DataParams, index_tmp: Path, args) -> tuple[dict, dict]:
+def prepare_synthetic(p: DataParams, out: Path, index_tmp: Path, args) -> tuple[dict, dict, bytes]:
+    """Render the world into `out` (the world's temporary folder) and index it."""
     spec = world.WorldSpec(p.seed, p.image_size, p.train_images, p.eval_images,
                            p.probe_images, p.captions_per_image, p.max_things)
-    with atomic_dir(args.world) as out:
-        world.write_world(spec, out, workers=p.workers,
-                          progress=lambda it, n: tqdm(it, total=n, desc="render world",
-                                                      unit="img", mininterval=2))
-        # The world goes through the same checks as real COCO (a few seconds).
-        on_bad = bad_items(p, out, args)
-        label_spec = LabelSpec(COCO_LABEL_MODES, len(load_class_list(out / "classes/train.json")),
-                               255)
-        rows, listed = check_coco(out, world.COCO_IMAGES, world.COCO_CAPTIONS,
-                                  world.COCO_LABELS, label_spec, on_bad, p.workers)
-        write_index(index_tmp / "train.parquet", rows)
-        splits = {"train": _split_entry("train", args.world / world.COCO_IMAGES,
-                                        args.world / world.COCO_LABELS, args.index, "train")}
-        (index_tmp / "classes" / "train.json").write_bytes((out / "classes/train.json")
-                                                           .read_bytes())
-        for name in [world.PROBE_SPLIT] + [v.name for v in world.EVAL_VOCABS]:
-            write_index(index_tmp / f"{name}.parquet", index_semseg(out / name))
-            (index_tmp / "classes" / f"{name}.json").write_bytes(
-                (out / "classes" / f"{name}.json").read_bytes())
-            splits[name] = _split_entry(
-                "probe" if name == world.PROBE_SPLIT else "eval",
-                args.world / name / "images/validation",
-                args.world / name / "annotations_detectron2/validation", args.index, name)
-        samples = rows[:8]
-        images = [np.asarray(Image.open(out / world.COCO_IMAGES / r.file_name)) for r in samples]
-        atomic_write_bytes(args.samples, sample_grid_png(images, [list(r.captions)
-                                                                  for r in samples]))
-    return splits, on_bad.metrics(listed, len(rows))
+    world.write_world(spec, out, workers=p.workers,
+                      progress=lambda it, n: tqdm(it, total=n, desc="render world",
+                                                  unit="img", mininterval=2))
+    # The world goes through the same checks as real COCO (a few seconds).
+    on_bad = bad_items(p, out, args)
+    label_spec = LabelSpec(COCO_LABEL_MODES, len(load_class_list(out / "classes/train.json")),
+                           255)
+    rows, listed = check_coco(out, world.COCO_IMAGES, world.COCO_CAPTIONS,
+                              world.COCO_LABELS, label_spec, on_bad, p.workers)
+    write_index(index_tmp / "train.parquet", rows)
+    splits = {"train": _split_entry("train", args.world / world.COCO_IMAGES,
+                                    args.world / world.COCO_LABELS, args.index, "train")}
+    (index_tmp / "classes" / "train.json").write_bytes((out / "classes/train.json")
+                                                       .read_bytes())
+    for name in [world.PROBE_SPLIT] + [v.name for v in world.EVAL_VOCABS]:
+        write_index(index_tmp / f"{name}.parquet", index_semseg(out / name))
+        (index_tmp / "classes" / f"{name}.json").write_bytes(
+            (out / "classes" / f"{name}.json").read_bytes())
+        splits[name] = _split_entry(
+            "probe" if name == world.PROBE_SPLIT else "eval",
+            args.world / name / "images/validation",
+            args.world / name / "annotations_detectron2/validation", args.index, name)
+    samples = rows[:8]
+    images = [np.asarray(Image.open(out / world.COCO_IMAGES / r.file_name)) for r in samples]
+    samples_png = sample_grid_png(images, [list(r.captions) for r in samples])
+    return splits, on_bad.metrics(listed, len(rows)), samples_png
 
 
-def prepare_coco(p: DataParams, index_tmp: Path, args) -> tuple[dict, dict]:
+def prepare_coco(p: DataParams, out: Path, index_tmp: Path, args) -> tuple[dict, dict, bytes]:
+    """Check the COCO layout under data.coco.root and index it; `out` gets a note only."""
     c = p.coco
     coco_stuff = builtin_class_list("coco_stuff_171")
     on_bad = bad_items(p, c.root, args)
@@ -91,14 +91,13 @@ def prepare_coco(p: DataParams, index_tmp: Path, args) -> tuple[dict, dict]:
     image_dir, label_dir = Path(c.root) / c.images, Path(c.root) / c.labels
     for name in ("train", "probe"):
         (index_tmp / "classes" / f"{name}.json").write_bytes(classes)
-    with atomic_dir(args.world) as out:
-        (out / "README.txt").write_text(f"data.source is coco: images are read from {c.root}\n")
+    (out / "README.txt").write_text(f"data.source is coco: images are read from {c.root}\n")
     first = rows[:8]
     images = [np.asarray(Image.open(image_dir / r.file_name).convert("RGB")) for r in first]
-    atomic_write_bytes(args.samples, sample_grid_png(images, [list(r.captions) for r in first]))
     return ({"train": _split_entry("train", image_dir, label_dir, args.index, "train"),
              "probe": _split_entry("probe", image_dir, label_dir, args.index, "probe")},
-            on_bad.metrics(listed, len(rows)))
+            on_bad.metrics(listed, len(rows)),
+            sample_grid_png(images, [list(r.captions) for r in first]))
 
 
 def main(argv=None) -> None:
@@ -107,18 +106,25 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     p = load_params(args.params).data
+    # All or nothing: the world, the index that points into it, the samples picture and the
+    # check metrics are renamed into place together, only once everything is written; a
+    # failure (a bad item under data.bad_items: stop included) leaves the old ones as
+    # they were.
+    outputs = (args.world, args.index, args.samples, args.check_metrics)
     try:
-        with atomic_dir(args.index) as index_tmp:  # a stop leaves the old index in place
-            (index_tmp / "classes").mkdir()
+        with staged_outputs(*outputs) as (world_tmp, index_tmp, samples_tmp, check_tmp):
+            world_tmp.mkdir()
+            (index_tmp / "classes").mkdir(parents=True)
             prepare = prepare_synthetic if p.source == "synthetic" else prepare_coco
-            splits, check = prepare(p, index_tmp, args)
+            splits, check, samples_png = prepare(p, world_tmp, index_tmp, args)
             for s in splits.values():  # every class list must parse
                 load_class_list(index_tmp / "classes" / Path(s["classes"]).name)
             (index_tmp / "splits.json").write_bytes(json_bytes(
                 {"source": p.source, "params": recorded_params(p), "splits": splits}))
+            samples_tmp.write_bytes(samples_png)
+            check_tmp.write_bytes(json_bytes(check))
     except LayoutError as e:  # a bad layout or item: its message, not a traceback
         raise SystemExit(f"prepare_data: {e}") from None
-    write_json(args.check_metrics, check)
     skipped = sum(check["skipped"].values())
     print(f"checked {check['checked']} training images: {check['indexed']} indexed, "
           f"{skipped} item(s) left out -> {args.check_metrics}")

@@ -164,7 +164,7 @@ def test_bad_item_stops_with_its_name_or_is_skipped_and_counted(tmp_path, monkey
     out = tmp_path / "out"  # nothing replaced or created
     assert sorted(p.name for p in (out / "data").iterdir()) == ["index"]
     assert [p.name for p in (out / "data/index").iterdir()] == ["prior.txt"]
-    assert not (out / "metrics").exists()
+    assert not [f for f in out.rglob("*") if f.is_file() and f.name != "prior.txt"]
 
     out = run_stage(tmp_path, root, "skip")
     rows = indexed(out)
@@ -211,6 +211,31 @@ def test_synthetic_world_writes_the_check_metrics(tmp_path):
     assert check["checked"] == check["indexed"] == 8 and check["skipped"] == {}
     splits = json.loads((out / "data/index/splits.json").read_text())
     assert "bad_items" not in splits["params"]  # a clean tree: same index under either
+
+
+def test_a_failure_late_in_prepare_data_leaves_every_old_output(tmp_path, monkeypatch):
+    """The world, the index pointing into it, the samples picture and the check metrics
+    are replaced together or not at all (issue 12: a failed run used to leave a new world
+    under the old index)."""
+    small = {"source": "synthetic", "train_images": 8, "eval_images": 4, "probe_images": 4}
+    out = tmp_path / "out"
+    argv = ["--params", str(params_file(tmp_path / "params.yaml", "unused", "stop", **small)),
+            "--world", str(out / "data/world"), "--index", str(out / "data/index"),
+            "--samples", str(out / "metrics/world_samples.png"),
+            "--check-metrics", str(out / "metrics/data_check.json")]
+    prepare_data.main(argv)
+    before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    (tmp_path / "params.yaml").write_text((tmp_path / "params.yaml").read_text()
+                                          .replace("seed: 0", "seed: 7", 1))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(prepare_data, "sample_grid_png", fail)  # after the world is written
+    with pytest.raises(RuntimeError, match="disk full"):
+        prepare_data.main(argv)
+    after = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    assert after == before  # nothing replaced, no temporary left
 
 
 def eval_tree(root, name, values):
