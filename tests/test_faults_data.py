@@ -13,6 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline.data import prepare
 from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
 from pipeline.data.layouts import LayoutError
 from pipeline.data.validate import BadItems
@@ -231,7 +232,7 @@ def test_a_failure_late_in_prepare_data_leaves_every_old_output(tmp_path, monkey
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(prepare_data, "sample_grid_png", fail)  # after the world is written
+    monkeypatch.setattr(prepare, "sample_grid_png", fail)  # after the world is written
     with pytest.raises(RuntimeError, match="disk full"):
         prepare_data.main(argv)
     after = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
