@@ -118,3 +118,22 @@ def test_depth_is_checked_against_a_local_checkpoints_own_config(tmp_path):
     (tmp_path / "open_clip_config.json").write_text(json.dumps(cfg))
     ok = committed_with(clip={"pretrained": str(tmp_path)}, mpt={"depth": 12})
     check_across_sections(parse_params(ok, complete=True))
+
+
+@pytest.mark.parametrize("sections, key", [
+    ({"ft": {"lr": -1}}, "ft.lr"),
+    ({"mpt": {"depth": 99}}, "mpt.depth"),
+    ({"eval": {"datasets": []}}, "eval.datasets"),
+])
+def test_check_params_stage_exits_2_naming_the_key_and_writes_no_marker(
+        tmp_path, capsys, sections, key):
+    from stages import check_params
+
+    marker = tmp_path / "params_checked"
+    path = write(tmp_path, yaml.safe_dump(committed_with(**sections)))
+    assert check_params.main(["--params", str(path), "--out", str(marker)]) == 2
+    err = capsys.readouterr().err
+    assert f"'{key}'" in err and "No stage ran" in err
+    assert not marker.exists()
+    assert check_params.main(["--params", str(REPO / "params.yaml"), "--out", str(marker)]) == 0
+    assert marker.read_bytes() == check_params.MARKER
