@@ -17,3 +17,19 @@ def test_copy_adds_lexnames_and_refuses_incomplete_source(tmp_path):
     target = tmp_path / "out/corpora/wordnet"
     assert (target / "lexnames").read_text() == lexnames_text()
     assert (target / "data.noun").read_text() == "x"
+
+
+def test_setup_fails_saying_what_to_run_when_wordnet_cannot_be_had(tmp_path, monkeypatch,
+                                                                    capsys):
+    """No NLTK server, no Debian copy, no usable apt-get: `make nltk` (and so `make repro`
+    and `make test`) stops before anything runs, with the commands that fix it."""
+    from pipeline.mining import nltk_setup
+
+    monkeypatch.setattr(nltk_setup, "try_download", lambda data_dir: None)
+    monkeypatch.setattr(nltk_setup, "DEBIAN_WORDNET", tmp_path / "no-debian-wordnet")
+    monkeypatch.setattr(nltk_setup, "apt_get_prefix", lambda: None)
+    monkeypatch.setattr(nltk_setup, "wordnet_works", lambda data_dir: False)
+    assert nltk_setup.main(["--dir", str(tmp_path / "nltk")]) == 1
+    err = capsys.readouterr().err
+    assert "apt-get install wordnet-base wordnet-sense-index" in err
+    assert "nltk.download('wordnet')" in err
