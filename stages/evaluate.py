@@ -50,7 +50,8 @@ def main(argv=None) -> None:
     p = params.eval
     torch.set_num_threads(p.threads)
     try:
-        ds = resolve_dataset(args.dataset, p.root, read_splits(args.index / "splits.json"))
+        ds = resolve_dataset(args.dataset, p.root, read_splits(args.index / "splits.json"),
+                             params.data.bad_items)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     if p.max_images:
@@ -70,6 +71,8 @@ def main(argv=None) -> None:
     report = {"dataset": args.dataset, "images": len(ds.rows), "classes": len(names),
               "seen_classes": int(sum(ds.seen)), "ensemble_lambda": p.ensemble_lambda,
               "mask_threshold": p.mask_threshold, **variant_scores(conf, ds)}
+    if ds.data_check is not None:  # a real set: what its item check left out
+        report["data_check"] = ds.data_check
     ens = report["ensemble"]
     iou_png = class_iou_png(
         names, list(ens["per_class_iou"].values()), ds.seen,

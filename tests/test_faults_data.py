@@ -271,3 +271,24 @@ def test_eval_broken_image_is_named(tmp_path):
     truncate(tmp_path / lay.image_dir / "c.jpg")
     with pytest.raises(LayoutError, match="c.jpg: does not decode to the end"):
         index_eval_dataset(tmp_path, "pascal_voc_20")
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_evaluate_stops_on_or_counts_a_bad_item_of_a_real_set(tmp_path, policy):
+    """The evaluate stage's view of a real set: under skip the bad label map is left out
+    and counted in the report's data_check; under stop it is named."""
+    from pipeline.data.class_lists import builtin_class_list
+    from pipeline.data.layouts import Split
+    from pipeline.segment.evaluation import resolve_dataset
+
+    eval_tree(tmp_path / "datasets", "ade20k_150", [[151, 1]])  # 151: above the class count
+    classes = tmp_path / "train.json"
+    classes.write_text(json.dumps(builtin_class_list("coco_stuff_171").to_json()))
+    splits = {"train": Split("train", "train", "x", "x", "x.parquet", str(classes))}
+    if policy == "stop":
+        with pytest.raises(ValueError, match="b.png"):
+            resolve_dataset("ade20k_150", str(tmp_path / "datasets"), splits, policy)
+        return
+    ds = resolve_dataset("ade20k_150", str(tmp_path / "datasets"), splits, policy)
+    assert [r.file_name for r in ds.rows] == ["a.jpg", "c.jpg"]
+    assert ds.data_check["skipped"] == {"label_values": 1} and ds.data_check["checked"] == 3

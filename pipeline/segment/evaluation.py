@@ -18,6 +18,7 @@ from pipeline.data.class_lists import ClassList, builtin_class_list, load_class_
 from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
+from pipeline.data.validate import BadItems
 from pipeline.segment.metrics import confusion_matrix, segmentation_scores
 
 VARIANTS = ("maskformer", "clip", "ensemble")
@@ -31,6 +32,7 @@ class EvalSet:
     rows: list[IndexRow]
     ignore_label: int
     seen: list[bool]  # per class: one of its names was labelled in training
+    data_check: dict | None = None  # a real set's item check (pipeline/data/validate.py)
 
 
 def seen_in_training(classes: ClassList, train: ClassList) -> list[bool]:
@@ -40,9 +42,11 @@ def seen_in_training(classes: ClassList, train: ClassList) -> list[bool]:
     return [any(s.lower() in trained for s in split_synonyms(n)) for n in classes.names]
 
 
-def resolve_dataset(name: str, root: str, splits: dict[str, Split]) -> EvalSet:
-    """An evaluation split of the prepared data, or a real set under `root` (eval.root).
-    ValueError for any other name."""
+def resolve_dataset(name: str, root: str, splits: dict[str, Split],
+                    bad_items: str = "stop") -> EvalSet:
+    """An evaluation split of the prepared data, or a real set under `root` (eval.root),
+    whose bad items stop the run or are left out and counted (data.bad_items). ValueError
+    for any other name, and for a bad item under "stop"."""
     train = load_class_list(splits["train"].classes)
     if name in splits and splits[name].role == "eval":
         s = splits[name]
@@ -50,10 +54,12 @@ def resolve_dataset(name: str, root: str, splits: dict[str, Split]) -> EvalSet:
         return EvalSet(classes, Path(s.image_dir), Path(s.label_dir),
                        list(iter_index(s.index)), s.ignore_label, list(classes.seen))
     if name in EVAL_LAYOUTS:
-        lay, rows = index_eval_dataset(root, name)
+        on_bad = BadItems(bad_items, root)
+        lay, rows = index_eval_dataset(root, name, on_bad)
         classes = builtin_class_list(lay.classes)
+        check = on_bad.metrics(len(rows) + sum(on_bad.skipped.values()), len(rows))
         return EvalSet(classes, Path(root) / lay.image_dir, Path(root) / lay.label_dir, rows,
-                       lay.ignore_label, seen_in_training(classes, train))
+                       lay.ignore_label, seen_in_training(classes, train), check)
     known = [n for n, s in splits.items() if s.role == "eval"] + list(EVAL_LAYOUTS)
     raise ValueError(f"unknown evaluation set {name!r} (eval.datasets); known: "
                      f"{', '.join(known)}")
