@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.data.files import atomic_dir, staged_outputs
+from pipeline.data.files import staged_outputs
 from tests.conftest import REPO
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -99,17 +99,6 @@ def test_staging_keeps_temporaries_out_of_a_shared_folder(tmp_path):
         assert [p.name for p in shared.iterdir()] == ["part-0"]
     assert tree(shared) == {str(shared / "part-0"): b"another machine's part",
                             str(shared / "part-1"): b"this part"}
-
-
-def test_atomic_dir_is_a_staged_folder(tmp_path):
-    folder, _ = old_outputs(tmp_path)
-    with pytest.raises(Failure), atomic_dir(folder) as tmp:
-        (tmp / "weights.bin").write_bytes(b"new")
-        raise Failure
-    assert (folder / "old_only.txt").exists()
-    with atomic_dir(folder) as tmp:
-        (tmp / "weights.bin").write_bytes(b"new")
-    assert tree(folder) == {str(folder / "weights.bin"): b"new"}
 
 
 # (b) the stages on a tiny pipeline

@@ -9,9 +9,9 @@ from PIL import Image
 from pipeline.data.layouts import (
     IndexRow,
     LayoutError,
-    index_coco,
     index_semseg,
     iter_index,
+    read_coco_index,
     write_index,
 )
 from pipeline.data.validate import BadItems, LabelSpec, check_coco
@@ -38,7 +38,7 @@ ARGS = ("train2017", "annotations/captions_train2017.json", "stuffthingmaps_dete
 
 
 def test_valid_coco_tree_indexes(tmp_path):
-    rows = index_coco(make_coco(tmp_path), *ARGS)
+    rows, _ = read_coco_index(make_coco(tmp_path), *ARGS)
     assert [r.image_id for r in rows] == [1, 2, 3]
     assert rows[0].captions == tuple(f"cap 1 {k}" for k in range(5))
     assert rows[0].label_file == "000000000001.png" and (rows[0].height, rows[0].width) == (4, 6)
@@ -46,7 +46,7 @@ def test_valid_coco_tree_indexes(tmp_path):
 
 def test_missing_root_names_path_and_layout(tmp_path):
     with pytest.raises(LayoutError, match="COCO root not found.*nowhere(.|\n)*expected"):
-        index_coco(tmp_path / "nowhere", *ARGS)
+        read_coco_index(tmp_path / "nowhere", *ARGS)
 
 
 def test_missing_image_and_label_are_named_or_counted(tmp_path):
@@ -69,13 +69,13 @@ def test_malformed_captions(tmp_path):
     cap = root / "annotations/captions_train2017.json"
     cap.write_text("{not json")
     with pytest.raises(LayoutError, match="not valid JSON"):
-        index_coco(root, *ARGS)
+        read_coco_index(root, *ARGS)
     cap.write_text(json.dumps({"images": []}))
     with pytest.raises(LayoutError, match="'images' and 'annotations'"):
-        index_coco(root, *ARGS)
+        read_coco_index(root, *ARGS)
     cap.write_text(json.dumps({"images": [{"id": 1}], "annotations": []}))
     with pytest.raises(LayoutError, match=r"images\[0\] needs"):
-        index_coco(root, *ARGS)
+        read_coco_index(root, *ARGS)
 
 
 def test_semseg_layout(tmp_path):
@@ -112,4 +112,4 @@ def test_duplicate_id_names_both_files_before_the_captions_it_orphans(tmp_path):
     cap.write_text(json.dumps(data))
     with pytest.raises(LayoutError, match="image id 2 is given to 000000000002.jpg and "
                                           "000000000003.jpg"):
-        index_coco(root, *ARGS)
+        read_coco_index(root, *ARGS)

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.data.layouts import index_coco
+from pipeline.data.layouts import read_coco_index
 from pipeline.world.captions import caption_scene
 from pipeline.world.classes import (
     EVAL_VOCABS,
@@ -43,7 +43,7 @@ def test_world_bytes_identical_across_runs_and_worker_counts(tmp_path):
 
 def test_world_passes_real_coco_validator_with_five_captions(tmp_path):
     write_world(SPEC, tmp_path, workers=1)
-    rows = index_coco(tmp_path, COCO_IMAGES, COCO_CAPTIONS, COCO_LABELS)
+    rows, _ = read_coco_index(tmp_path, COCO_IMAGES, COCO_CAPTIONS, COCO_LABELS)
     assert len(rows) == SPEC.train_images
     assert all(len(r.captions) == 5 for r in rows)
     classes = json.loads((tmp_path / "classes/train.json").read_text())

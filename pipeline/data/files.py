@@ -59,14 +59,6 @@ def staged_outputs(*finals: str | Path, staging: str | Path | None = None):
         _remove(old)
 
 
-@contextlib.contextmanager
-def atomic_dir(final: str | Path):
-    """Yield a new temporary folder beside `final`; on success it replaces `final`."""
-    with staged_outputs(final) as (tmp,):
-        tmp.mkdir()
-        yield tmp
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -91,12 +91,6 @@ def _raise_bad(reason: str, where: str, detail: str) -> None:
     raise _fail(f"{where}: {detail}", COCO_LAYOUT_HELP)
 
 
-def index_coco(root: str | Path, images: str, captions: str, labels: str,
-               on_bad=None) -> list[IndexRow]:
-    """The index rows of a COCO captions + COCO-Stuff layout (see read_coco_index)."""
-    return read_coco_index(root, images, captions, labels, on_bad)[0]
-
-
 def read_coco_index(root: str | Path, images: str, captions: str, labels: str,
                     on_bad=None) -> tuple[list[IndexRow], int]:
     """(index rows, images listed) of a COCO captions + COCO-Stuff layout.

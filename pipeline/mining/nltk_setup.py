@@ -140,14 +140,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     data_dir = Path(args.dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    if wordnet_works(data_dir):
-        print(f"NLTK WordNet ready in {data_dir}")
-        return 0
-    try_download(data_dir)
-    if not wordnet_works(data_dir) and not (DEBIAN_WORDNET / "index.sense").is_file():
-        apt_install_wordnet()
-    if not wordnet_works(data_dir) and copy_debian_wordnet(data_dir):
-        print(f"copied WordNet 3.0 from {DEBIAN_WORDNET} (Debian wordnet-base)")
+    # Each source only when the ones before it gave nothing: NLTK's server, then Debian's
+    # packages (installed first where apt-get is usable).
+    if not wordnet_works(data_dir):
+        try_download(data_dir)
+    if not wordnet_works(data_dir):
+        if not (DEBIAN_WORDNET / "index.sense").is_file():
+            apt_install_wordnet()
+        if copy_debian_wordnet(data_dir):
+            print(f"copied WordNet 3.0 from {DEBIAN_WORDNET} (Debian wordnet-base)")
     if wordnet_works(data_dir):
         print(f"NLTK WordNet ready in {data_dir}")
         return 0
