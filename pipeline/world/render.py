@@ -2,7 +2,8 @@
 
 Pure numpy. Every random draw comes from the `rng` passed in, so a scene is a function of
 its seed alone (prepare_data seeds one generator per image: identical bytes on re-run,
-whatever the number of worker processes).
+whatever the number of worker processes). Trigonometry goes through portable_math, not
+numpy's CPU-dependent kernels, so the bytes are also the same on every CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.world import portable_math as pm
 from pipeline.world.classes import STUFF_IDS, THING_IDS, WORLD_CLASSES, Appearance
 
 PATTERNS = (
@@ -56,8 +58,8 @@ def texture(look: Appearance, rng: np.random.Generator, size: int, center) -> np
     period = look.period * scale * rng.uniform(0.9, 1.1)
     theta = np.deg2rad(look.angle + rng.uniform(-12, 12))
     cy, cx = center
-    u = xx * np.cos(theta) + yy * np.sin(theta)
-    v = -xx * np.sin(theta) + yy * np.cos(theta)
+    u = xx * pm.cos(theta) + yy * pm.sin(theta)
+    v = -xx * pm.sin(theta) + yy * pm.cos(theta)
     phase = rng.uniform(0, 2 * np.pi)
     p = look.pattern
     if p == "solid":
@@ -70,7 +72,7 @@ def texture(look: Appearance, rng: np.random.Generator, size: int, center) -> np
     elif p == "blotch":
         t = (_upsampled_noise(rng, size, period) > 0.55).astype(np.float32)
     elif p == "stripes":
-        t = (np.sin(2 * np.pi * u / period + phase) > 0).astype(np.float32)
+        t = (pm.sin(2 * np.pi * u / period + phase) > 0).astype(np.float32)
     elif p == "checker":
         t = ((np.floor(u / period + phase) + np.floor(v / period)) % 2).astype(np.float32)
     elif p == "dots":
@@ -78,13 +80,13 @@ def texture(look: Appearance, rng: np.random.Generator, size: int, center) -> np
         dv = (v + phase * period) % period - period / 2
         t = (du**2 + dv**2 < (0.3 * period) ** 2).astype(np.float32)
     elif p == "rings":
-        d = np.hypot(yy - cy, xx - cx)
-        t = (np.sin(2 * np.pi * d / period + phase) > 0).astype(np.float32)
+        d = pm.hypot(yy - cy, xx - cx)
+        t = (pm.sin(2 * np.pi * d / period + phase) > 0).astype(np.float32)
     elif p == "rays":
-        ang = np.arctan2(yy - cy, xx - cx)
-        t = (np.sin(period * ang + phase) > 0).astype(np.float32)
+        ang = pm.arctan2(yy - cy, xx - cx)
+        t = (pm.sin(period * ang + phase) > 0).astype(np.float32)
     elif p == "waves":
-        t = (np.sin(2 * np.pi * (yy + 2 * scale * np.sin(2 * np.pi * xx / (4 * period) + phase))
+        t = (pm.sin(2 * np.pi * (yy + 2 * scale * pm.sin(2 * np.pi * xx / (4 * period) + phase))
                     / period) > 0).astype(np.float32)
     elif p == "bricks":
         row = np.floor(yy / period)
@@ -105,11 +107,11 @@ def blob_mask(rng: np.random.Generator, size: int, center, radius: float) -> np.
     a thing's outline carries no information about its class (pipeline/world/classes.py)."""
     yy, xx = _grid(size)
     cy, cx = center
-    ang = np.arctan2(yy - cy, xx - cx)
-    dist = np.hypot(yy - cy, xx - cx)
+    ang = pm.arctan2(yy - cy, xx - cx)
+    dist = pm.hypot(yy - cy, xx - cx)
     r = np.ones_like(ang)
     for k in range(1, 5):
-        r += rng.uniform(-0.3, 0.3) / k * np.cos(k * ang + rng.uniform(0, 2 * np.pi))
+        r += rng.uniform(-0.3, 0.3) / k * pm.cos(k * ang + rng.uniform(0, 2 * np.pi))
     return dist < radius * np.clip(r, 0.35, None)
 
 
@@ -121,7 +123,7 @@ def stuff_partition(rng: np.random.Generator, size: int, k: int) -> np.ndarray:
         f = np.zeros((size, size), np.float32)
         for _ in range(3):
             freq = rng.uniform(0.3, 1.5, size=2) * rng.choice([-1, 1], size=2)
-            f += rng.uniform(0.5, 1.0) * np.cos(
+            f += rng.uniform(0.5, 1.0) * pm.cos(
                 2 * np.pi * (freq[0] * xx + freq[1] * yy) / size + rng.uniform(0, 2 * np.pi)
             )
         fields.append(f)
