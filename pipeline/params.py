@@ -77,22 +77,48 @@ class ClipParams:
 
 @dataclass(frozen=True)
 class ProposalParams:
+    """The proposal net and its training, after MaskFormer (Cheng et al. 2021) as OVSeg §3.1
+    and §4.1 train it; the defaults are the paper's R101c setting (ov-seg's
+    configs/ovseg_R101c_vitB_bs32_120k.yaml), params.yaml sets the synthetic world's."""
+
     source: str = _spec("net", choices=("net", "gt"),
                         doc="net: the trained proposal net; gt: ground-truth segments")
-    backbone: str = _spec("small_cnn", doc="small_cnn, or timm:<model name>")
+    backbone: str = _spec("timm:resnet101c",
+                          doc="small_cnn, or timm:<model name> (features at strides 4-32)")
     backbone_weights: str = _spec("", doc="'' random init, 'download' timm's, or a file")
+    freeze_bn: bool = _spec(True, doc="backbone BatchNorm frozen (detectron2's FrozenBN)")
     width: int = _spec(32, ge=4, doc="small_cnn first-stage channels")
-    hidden: int = _spec(64, ge=8, doc="pixel decoder / transformer width")
-    queries: int = _spec(16, ge=1, le=1000)
-    decoder_layers: int = _spec(2, ge=1, le=24)
-    heads: int = _spec(4, ge=1)
+    hidden: int = _spec(256, ge=8, doc="pixel decoder / transformer width")
+    queries: int = _spec(100, ge=1, le=1000)
+    decoder_layers: int = _spec(6, ge=1, le=24)
+    heads: int = _spec(8, ge=1)
+    dim_feedforward: int = _spec(2048, ge=1, doc="transformer decoder feed-forward width")
+    dropout: float = _spec(0.1, ge=0.0, lt=1.0, doc="transformer decoder dropout")
     temperature: float = _spec(0.01, ge=1e-4, le=1.0, doc="of the cosine class logits")
-    image_size: int = _spec(64, ge=32, le=2048, doc="square input side, pixels")
-    steps: int = _spec(400, ge=1)
-    batch_size: int = _spec(16, ge=1, doc="images per step, over all processes")
-    lr: float = _spec(1e-3, ge=0.0, le=1.0)
+    crop_size: int = _spec(512, ge=32, le=2048, doc="training crop side (Swin-B: 640)")
+    scale_min: float = _spec(0.5, gt=0.0, le=10.0, doc="short side jitter, x crop_size")
+    scale_max: float = _spec(2.0, gt=0.0, le=10.0, doc="short side jitter, x crop_size")
+    single_category_max_area: float = _spec(1.0, gt=0.0, le=1.0,
+                                            doc="crop retried while one class exceeds it")
+    flip: bool = _spec(True, doc="random horizontal flip")
+    color_jitter: bool = _spec(True, doc="photometric jitter (SSD's)")
+    mask_loss: str = _spec("focal", choices=("focal", "bce"), doc="MaskFormer: focal")
+    mask_loss_pixels: str = _spec("labelled", choices=("labelled", "all"),
+                                  doc="labelled: ignore-label pixels leave the mask losses")
+    focal_alpha: float = _spec(0.25, ge=0.0, le=1.0)
+    focal_gamma: float = _spec(2.0, ge=0.0, le=10.0)
+    short_side: int = _spec(512, ge=32, le=4096, doc="inference: short side, aspect kept")
+    size_divisor: int = _spec(32, ge=1, le=256, doc="inference: pad to a multiple")
+    steps: int = _spec(120000, ge=1)
+    batch_size: int = _spec(32, ge=1, doc="images per step, over all processes")
+    lr: float = _spec(2e-4, ge=0.0, le=1.0)
     weight_decay: float = _spec(1e-4, ge=0.0, le=10.0)
-    warmup_steps: int = _spec(20, ge=0)
+    lr_schedule: str = _spec("poly", choices=("poly", "cosine"))
+    poly_power: float = _spec(0.9, gt=0.0, le=10.0)
+    warmup_steps: int = _spec(1500, ge=0)
+    backbone_lr_multiplier: float = _spec(0.1, ge=0.0, le=10.0)
+    grad_clip_norm: float = _spec(0.01, ge=0.0, doc="full-model L2 norm; 0: off")
+    autocast: str = _spec("bf16", choices=("bf16", "off"), doc="on CUDA only")
     no_object_weight: float = _spec(0.1, ge=0.0)
     mask_weight: float = _spec(20.0, ge=0.0)
     dice_weight: float = _spec(1.0, ge=0.0)

@@ -40,9 +40,16 @@ def check_across_sections(params: Params) -> None:
         raise ParamsError(
             f"params: 'shards.crop_size' = {params.shards.crop_size} must equal the input size "
             f"of clip.arch {params.clip.arch!r} ({image_size})")
-    if params.adapt.scale_min > params.adapt.scale_max:
-        raise ParamsError(f"params: 'adapt.scale_min' = {params.adapt.scale_min} is above "
-                          f"'adapt.scale_max' = {params.adapt.scale_max}")
+    for section in ("adapt", "proposals"):
+        lo, hi = (getattr(getattr(params, section), k) for k in ("scale_min", "scale_max"))
+        if lo > hi:
+            raise ParamsError(f"params: '{section}.scale_min' = {lo} is above "
+                              f"'{section}.scale_max' = {hi}")
+    p = params.proposals
+    if p.crop_size % p.size_divisor or p.crop_size % 32:
+        raise ParamsError(f"params: 'proposals.crop_size' = {p.crop_size} must be a multiple "
+                          f"of 32 (the backbone's largest stride) and of "
+                          f"'proposals.size_divisor' = {p.size_divisor}")
     check_eval_datasets(params.eval.datasets, params.data.source)
 
 

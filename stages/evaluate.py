@@ -58,7 +58,7 @@ def main(argv=None) -> None:
         ds.rows = ds.rows[:p.max_images]
     segmenter = load_segmenter(list(ds.classes.names), args.proposals, args.adapted,
                                args.base_clip, args.text_cache, dtype=p.dtype,
-                               net_size=params.proposals.image_size,
+                               net_size=params.proposals.short_side,
                                mask_threshold=p.mask_threshold,
                                ensemble_lambda=p.ensemble_lambda, fill=p.fill,
                                batch_size=p.batch_size)

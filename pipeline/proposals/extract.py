@@ -27,7 +27,7 @@ def _quiet(iterable, desc: str):
 
 def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams) -> list[ImageProposals]:
     """Proposals of a batch of index rows, each at its image's own size."""
-    size = (p.image_size, p.image_size)
+    size = (p.short_side, p.short_side)
     images = np.stack([read_rgb(image_dir / r.file_name, size) for r in rows])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
     logits, scores = predict_proposals(net, x, text)

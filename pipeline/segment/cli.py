@@ -71,7 +71,7 @@ def segmenter_for(args, names: list[str]):
 
     try:
         params = load_params(args.params)
-        p, net_size = params.eval, params.proposals.image_size
+        p, net_size = params.eval, params.proposals.short_side
         settings = dict(mask_threshold=p.mask_threshold, ensemble_lambda=p.ensemble_lambda,
                         fill=p.fill, batch_size=p.batch_size)
         dtype = p.dtype
