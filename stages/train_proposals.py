@@ -27,13 +27,15 @@ from pipeline.clip.text_classifier import cached_text_classifier
 from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params, to_dict
-from pipeline.proposals.loss import LossWeights
 from pipeline.proposals.model import save_proposal_net
 from pipeline.proposals.train import LOSS_COLUMNS, train_proposal_net
 from pipeline.proposals.training_setup import (
     batch_loader,
     build_net,
+    build_optimizer,
     load_backbone_weights,
+    loss_settings,
+    lr_schedule,
     training_classes,
 )
 from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
@@ -78,7 +80,7 @@ def main(argv=None) -> None:
         print(f"backbone weights from {p.backbone_weights}: {len(missing)} missing, "
               f"{len(unexpected)} unexpected keys")
     model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    optimizer = build_optimizer(model, p)
     fingerprint = json.dumps({"params": to_dict(p), "classes": names}, sort_keys=True)
     start, logs = 0, []
     state = load_checkpoint(args.resume, fingerprint, device)
@@ -98,9 +100,11 @@ def main(argv=None) -> None:
         if ddp.main and done % p.checkpoint_every == 0 and done < p.steps:
             save_resume(args.resume, model, optimizer, done, logs, fingerprint)
 
-    weights = LossWeights(p.no_object_weight, 1.0, p.mask_weight, p.dice_weight)
+    weights, mask_loss = loss_settings(p)
+    bf16 = device.type == "cuda" and p.autocast == "bf16"
     train_proposal_net(model, load_batch, len(rows), text, weights, optimizer, p.steps,
-                       p.batch_size, p.lr, p.warmup_steps, p.seed, start, ddp, on_step)
+                       p.batch_size, lr_schedule(p), p.seed, start, ddp, on_step, mask_loss,
+                       p.grad_clip_norm, torch.bfloat16 if bf16 else None)
     bar.close()
     if not ddp.main:
         return

@@ -14,7 +14,16 @@ from pipeline.data.proposal_table import (
     encode_masks,
     iter_image_proposals,
 )
-from pipeline.proposals.loss import LossWeights, match, pairwise_bce, pairwise_dice, set_loss
+from pipeline.proposals.loss import (
+    LossWeights,
+    MaskLoss,
+    layer_loss,
+    match,
+    pairwise_dice,
+    pairwise_mask_cost,
+    pixel_mask_loss,
+    set_loss,
+)
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig, class_logits
 from pipeline.proposals.recall import segment_recall
 from pipeline.proposals.train import batch_indices, train_proposal_net
@@ -27,6 +36,9 @@ def brute_force_cost(cost: np.ndarray) -> float:
                for rows in itertools.permutations(range(q), g))
 
 
+MASK_LOSSES = [MaskLoss("focal"), MaskLoss("bce"), MaskLoss("focal", alpha=-1, gamma=1.5)]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_matcher_agrees_with_brute_force(seed):
     g = torch.Generator().manual_seed(seed)
@@ -35,25 +47,73 @@ def test_matcher_agrees_with_brute_force(seed):
     logits = torch.randn(q, pixels, generator=g) * 3
     labels = torch.randint(0, k, (n_gt,), generator=g)
     masks = (torch.rand(n_gt, pixels, generator=g) > 0.5).float()
-    w = LossWeights()
-    qi, gi = match(prob, logits, labels, masks, w)
-    cost = (-prob[:, labels] + w.mask * pairwise_bce(logits, masks)
-            + w.dice * pairwise_dice(logits, masks)).numpy()
+    weight = (torch.rand(pixels, generator=g) > 0.2).float()
+    w, m = LossWeights(), MASK_LOSSES[seed % 3]
+    qi, gi = match(prob, logits, labels, masks, weight, w, m)
+    cost = (-prob[:, labels] + w.mask * pairwise_mask_cost(logits, masks, weight, m)
+            + w.dice * pairwise_dice(logits, masks, weight)).numpy()
     assert sorted(gi.tolist()) == list(range(n_gt)) and len(set(qi.tolist())) == n_gt
     assert np.isclose(cost[qi.numpy(), gi.numpy()].sum(), brute_force_cost(cost))
 
 
-def test_pairwise_costs_match_elementwise_formulas():
+@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1.0, 2.0), (0.5, 0.0), (0.75, 3.0)])
+def test_focal_loss_equals_torchvision(alpha, gamma):
+    from torchvision.ops import sigmoid_focal_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 50, generator=g) * 4
+    targets = torch.rand(4, 50, generator=g)  # soft targets too (area-downsampled masks)
+    targets[:2] = targets[:2].round()
+    ours = pixel_mask_loss(logits, targets, MaskLoss("focal", alpha, gamma))
+    ref = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="none")
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("m", MASK_LOSSES)
+def test_pairwise_costs_match_elementwise_formulas(m):
     g = torch.Generator().manual_seed(0)
     logits, targets = torch.randn(3, 10, generator=g), (torch.rand(2, 10, generator=g) > 0.5)
     targets = targets.float()
+    weight = torch.tensor([1.0, 1, 0, 1, 0.5, 1, 1, 0, 1, 1])
     for i in range(3):
         for j in range(2):
-            bce = F.binary_cross_entropy_with_logits(logits[i], targets[j])
-            p = logits[i].sigmoid()
-            dice = 1 - (2 * (p * targets[j]).sum() + 1) / (p.sum() + targets[j].sum() + 1)
-            assert torch.isclose(pairwise_bce(logits, targets)[i, j], bce, atol=1e-6)
-            assert torch.isclose(pairwise_dice(logits, targets)[i, j], dice, atol=1e-6)
+            mask = (pixel_mask_loss(logits[i], targets[j], m) * weight).sum() / weight.sum()
+            p = logits[i].sigmoid() * weight
+            t = targets[j] * weight
+            dice = 1 - (2 * (p * targets[j]).sum() + 1) / (p.sum() + t.sum() + 1)
+            assert torch.isclose(pairwise_mask_cost(logits, targets, weight, m)[i, j], mask,
+                                 atol=1e-6)
+            assert torch.isclose(pairwise_dice(logits, targets, weight)[i, j], dice, atol=1e-6)
+
+
+def test_ignored_pixels_enter_no_loss_term_when_labelled_only():
+    """Changing the predictions on ignored cells (valid = 0) changes neither the matching
+    nor any loss, and their gradient is zero; with `labelled_only` off they count."""
+    g = torch.Generator().manual_seed(0)
+    valid = torch.ones(8, 8)
+    valid[:, 5:] = 0  # right three columns: ignore label / crop padding
+    masks = torch.zeros(2, 8, 8)
+    masks[0, :, :3] = 1
+    masks[1, :, 3:5] = 1
+    target = [{"labels": torch.tensor([0, 2]), "masks": masks, "valid": valid}]
+    logits = torch.randn(1, 4, 4, generator=g)
+    mask_logits = torch.randn(1, 4, 8, 8, generator=g)
+    changed = mask_logits.clone()
+    changed[..., 5:] = torch.randn(1, 4, 8, 3, generator=g) * 10
+    for m in (MaskLoss("focal"), MaskLoss("bce")):
+        a = layer_loss(logits, mask_logits, target, LossWeights(), m)
+        b = layer_loss(logits, changed, target, LossWeights(), m)
+        for k in a:
+            assert torch.isclose(a[k], b[k]), k
+        x = mask_logits.clone().requires_grad_()
+        parts = layer_loss(logits, x, target, LossWeights(), m)
+        (parts["mask"] + parts["dice"]).backward()
+        assert x.grad[..., 5:].abs().max() == 0 and x.grad[..., :5].abs().max() > 0
+    everywhere = MaskLoss("focal", labelled_only=False)
+    assert not torch.isclose(layer_loss(logits, mask_logits, target, LossWeights(),
+                                        everywhere)["mask"],
+                             layer_loss(logits, changed, target, LossWeights(),
+                                        everywhere)["mask"])
 
 
 def toy_batch(n=4, size=32, seed=0):
@@ -181,8 +241,8 @@ def test_resumed_training_equals_uninterrupted():
 
     def train(model, opt, start=0, on_step=lambda log: None):
         train_proposal_net(model, load_batch, 6, text, LossWeights(), opt, steps=4,
-                           batch_size=2, lr=1e-3, warmup_steps=1, seed=0, start_step=start,
-                           on_step=on_step)
+                           batch_size=2, lr_at=lambda s: 1e-3 * min(1.0, s + 0.5), seed=0,
+                           start_step=start, on_step=on_step, grad_clip_norm=0.05)
 
     straight, opt = fresh()
     train(straight, opt)
@@ -229,7 +289,7 @@ def _ddp_worker(rank, world, port, out_dir):
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     train_proposal_net(model, load_batch, 8, text, LossWeights(), opt, steps=2, batch_size=4,
-                       lr=1e-3, warmup_steps=0, seed=0, ddp=ddp)
+                       lr_at=lambda s: 1e-3, seed=0, ddp=ddp)
     torch.save({"state": model.state_dict(), "seen": seen}, f"{out_dir}/rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
@@ -279,3 +339,31 @@ def test_show_proposals_command_draws_a_png(tmp_path):
     assert Image.open(out).size[0] > 100
     assert main(["show-proposals", "--proposals", str(tmp_path / "props"), "--splits",
                  str(tmp_path / "splits.json"), "--image-id", "8", "--out", str(out)]) == 1
+
+
+def test_param_groups_scale_the_backbone_lr_and_spare_norms_and_embeddings_from_decay():
+    from pipeline.proposals.training_setup import param_groups
+
+    model = ProposalNet(ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1,
+                                          text_dim=8))
+    groups = param_groups(model, weight_decay=0.05, backbone_lr_multiplier=0.1)
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in model.parameters())  # each exactly once
+    backbone = {id(p) for p in model.backbone.parameters()}
+    norms = {id(p) for m in model.modules()
+             if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm))
+             for p in m.parameters(recurse=False)}
+    for g in groups:
+        for p in g["params"]:
+            assert g["lr_scale"] == (0.1 if id(p) in backbone else 1.0)
+            no_decay = id(p) in norms or p is model.query_embed or p is model.no_object
+            assert g["weight_decay"] == (0.0 if no_decay else 0.05)
+    # the loop applies lr_at(step) x lr_scale to each group
+    opt = torch.optim.AdamW(groups, lr=1.0)
+    text = F.normalize(torch.randn(3, 8), dim=-1)
+    images, targets = toy_batch(n=2)
+    train_proposal_net(model, lambda idx: (images[torch.as_tensor(idx)],
+                                           [targets[i] for i in idx]),
+                       2, text, LossWeights(), opt, steps=1, batch_size=2,
+                       lr_at=lambda s: 3e-4, seed=0)
+    assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx([3e-5, 3e-4])

@@ -16,7 +16,7 @@ from pipeline.training.checkpoint import (
 )
 from pipeline.training.loss_log import loss_csv_bytes, write_loss_log
 from pipeline.training.plots import curves_png
-from pipeline.training.schedules import cosine_lr
+from pipeline.training.schedules import cosine_lr, poly_lr
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -27,6 +27,26 @@ def test_cosine_lr_formula():
     assert cosine_lr(9, 100, 10, 1.0) == 1.0
     assert math.isclose(cosine_lr(55, 100, 10, 1.0), 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert cosine_lr(100, 100, 10, 1.0) == 0.0
+
+
+@pytest.mark.parametrize("step", [0, 1, 749, 1499, 1500, 1501, 60000, 119999, 120000])
+def test_poly_lr_matches_detectron2_warmup_poly(step):
+    """WarmupPolyLR of ov-seg's R101c config: base 2e-4, 120k steps, power 0.9, 1500 linear
+    warm-up steps from a factor of 1e-6."""
+    total, warmup, base = 120000, 1500, 2e-4
+    factor = 1e-6 * (1 - step / warmup) + step / warmup if step < warmup else 1.0
+    expected = base * factor * (1 - step / total) ** 0.9
+    assert math.isclose(poly_lr(step, total, warmup, base, 0.9), expected, rel_tol=1e-12,
+                        abs_tol=1e-18)
+    assert poly_lr(step, total, warmup, base) <= base
+
+
+def test_poly_lr_shape():
+    lrs = [poly_lr(s, 100, 10, 1.0) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-6) and lrs[10] == pytest.approx(0.9 ** 0.9)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # warm-up rises
+    assert all(a > b for a, b in zip(lrs[10:100], lrs[11:101]))  # then decays to 0
+    assert lrs[100] == 0.0
 
 
 @pytest.mark.parametrize("step", [0, 3, 7, 8, 20, 51, 99, 100, 130])

@@ -1,6 +1,8 @@
-"""Training loop of the proposal net: seeded batches that depend only on (seed, step), so
-a run resumed from a checkpoint sees exactly the batches an uninterrupted run would;
-AdamW with linear warm-up and cosine decay; optional DistributedDataParallel."""
+"""Training loop of the proposal net (MaskFormer's recipe, OVSeg §4.1): seeded batches that
+depend only on (seed, step), so a run resumed from a checkpoint sees exactly the batches an
+uninterrupted run would; a per-step lr (poly with warm-up, or cosine) scaled per param
+group (the backbone's 0.1); full-model gradient-norm clipping; bf16 autocast on GPU;
+optional DistributedDataParallel."""
 
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.proposals.loss import LossWeights, set_loss
+from pipeline.proposals.loss import LossWeights, MaskLoss, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.training.distributed import Distributed
-from pipeline.training.schedules import cosine_lr
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -48,16 +49,19 @@ def train_proposal_net(
     optimizer: torch.optim.Optimizer,
     steps: int,
     batch_size: int,
-    lr: float,
-    warmup_steps: int,
+    lr_at: Callable[[int], float],
     seed: int,
     start_step: int = 0,
     ddp: Distributed | None = None,
     on_step: Callable[[ProposalStepLog], None] = lambda log: None,
+    mask_loss: MaskLoss = MaskLoss(),
+    grad_clip_norm: float = 0.0,
+    autocast_dtype: torch.dtype | None = None,
 ) -> None:
     """Train from `start_step` to `steps`. `load_batch(indices)` -> images (B, 3, S, S) in
-    [0, 1] on the model's device and targets (see `proposal_loss.layer_loss`). Under DDP
-    each process takes every world-th image of the global batch."""
+    [0, 1] on the model's device and targets (see `loss.layer_loss`). `lr_at(step)` is the
+    base lr of a step; a param group's "lr_scale" (default 1) multiplies it. Under DDP each
+    process takes every world-th image of the global batch."""
     ddp = ddp or Distributed()
     net = model
     if ddp.world > 1:
@@ -66,14 +70,20 @@ def train_proposal_net(
     for step in range(start_step, steps):
         idx = batch_indices(n_images, batch_size, seed, step)[ddp.rank::ddp.world]
         images, targets = load_batch(idx)
-        cur_lr = cosine_lr(step, steps, warmup_steps, lr)
+        cur_lr = lr_at(step)
         for group in optimizer.param_groups:
-            group["lr"] = cur_lr
-        outputs = net(images)
+            group["lr"] = cur_lr * group.get("lr_scale", 1.0)
+        # bf16 for the network; the loss and matching cast to float32 (loss.layer_loss)
+        with torch.autocast(images.device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            outputs = net(images)
         loss, parts = set_loss(outputs, lambda qt: class_logits(
-            qt, text, model.no_object, model.cfg.temperature), targets, weights)
+            qt.float(), text, model.no_object, model.cfg.temperature), targets, weights,
+            mask_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if grad_clip_norm > 0:  # MaskFormer: CLIP_TYPE full_model, CLIP_VALUE 0.01
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
         optimizer.step()
         on_step(ProposalStepLog(step, float(loss.detach()), parts["ce"], parts["mask"],
                                 parts["dice"], cur_lr))

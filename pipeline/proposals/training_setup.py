@@ -5,17 +5,21 @@ alone), and the loader of a batch of images with their per-segment targets.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.params import ProposalParams
-from pipeline.proposals.loss import segment_targets
+from pipeline.proposals.loss import LossWeights, MaskLoss, segment_targets
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig
+from pipeline.training.schedules import cosine_lr, poly_lr
 
 
 def net_config(p: ProposalParams, text_dim: int) -> ProposalNetConfig:
@@ -28,6 +32,47 @@ def build_net(p: ProposalParams, text_dim: int) -> ProposalNet:
     """A new net; its backbone downloaded when `proposals.backbone_weights` is "download"."""
     return ProposalNet(net_config(p, text_dim),
                        pretrained_backbone=p.backbone_weights == "download")
+
+
+NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+
+
+def param_groups(model: ProposalNet, weight_decay: float, backbone_lr_multiplier: float
+                 ) -> list[dict]:
+    """AdamW groups as MaskFormer builds them (detectron2's optimizer with
+    BACKBONE_MULTIPLIER, WEIGHT_DECAY_NORM = WEIGHT_DECAY_EMBED = 0): the backbone's params
+    at "lr_scale" = the multiplier, normalisation layers and learned embeddings (queries,
+    no-object) without weight decay. Frozen params are left out."""
+    no_decay = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES)
+                for p in m.parameters(recurse=False)}
+    no_decay |= {id(model.query_embed), id(model.no_object)}
+    backbone = {id(p) for p in model.backbone.parameters()}
+    groups: dict[tuple[bool, bool], list] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault((id(p) in backbone, id(p) in no_decay), []).append(p)
+    return [{"params": ps, "lr_scale": backbone_lr_multiplier if in_backbone else 1.0,
+             "weight_decay": 0.0 if skip_decay else weight_decay}
+            for (in_backbone, skip_decay), ps in sorted(groups.items())]
+
+
+def build_optimizer(model: ProposalNet, p: ProposalParams) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, p.weight_decay, p.backbone_lr_multiplier),
+                             lr=p.lr, weight_decay=p.weight_decay)
+
+
+def lr_schedule(p: ProposalParams) -> Callable[[int], float]:
+    """step -> base lr: poly (MaskFormer's WarmupPolyLR) or cosine, with warm-up."""
+    if p.lr_schedule == "poly":
+        return functools.partial(poly_lr, total=p.steps, warmup=p.warmup_steps, base_lr=p.lr,
+                                 power=p.poly_power)
+    return functools.partial(cosine_lr, total=p.steps, warmup=p.warmup_steps, base_lr=p.lr)
+
+
+def loss_settings(p: ProposalParams) -> tuple[LossWeights, MaskLoss]:
+    return (LossWeights(p.no_object_weight, 1.0, p.mask_weight, p.dice_weight),
+            MaskLoss(p.mask_loss, p.focal_alpha, p.focal_gamma,
+                     labelled_only=p.mask_loss_pixels == "labelled"))
 
 
 def load_backbone_weights(model: ProposalNet, path: str) -> tuple[list[str], list[str]]:

@@ -17,3 +17,14 @@ def cosine_lr(step: int, total: int, warmup: int, base_lr: float) -> float:
         return base_lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * base_lr * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def poly_lr(step: int, total: int, warmup: int, base_lr: float, power: float = 0.9,
+            warmup_factor: float = 1e-6) -> float:
+    """MaskFormer's WarmupPolyLR (detectron2): base_lr * (1 - step/total)^power, times a
+    factor rising linearly from `warmup_factor` to 1 over the first `warmup` steps."""
+    factor = 1.0
+    if step < warmup:
+        alpha = step / warmup
+        factor = warmup_factor * (1 - alpha) + alpha
+    return base_lr * factor * (1 - min(step, total) / total) ** power
