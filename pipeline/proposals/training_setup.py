@@ -21,24 +21,15 @@ from pipeline.proposals.model import ProposalNet, ProposalNetConfig
 def net_config(p: ProposalParams, text_dim: int) -> ProposalNetConfig:
     return ProposalNetConfig(backbone=p.backbone, width=p.width, hidden=p.hidden,
                              queries=p.queries, decoder_layers=p.decoder_layers, heads=p.heads,
-                             text_dim=text_dim, temperature=p.temperature)
+                             text_dim=text_dim, temperature=p.temperature,
+                             dim_feedforward=p.dim_feedforward, dropout=p.dropout,
+                             freeze_bn=p.freeze_bn, input_size=p.crop_size)
 
 
 def build_net(p: ProposalParams, text_dim: int) -> ProposalNet:
     """A new net; its backbone downloaded when `proposals.backbone_weights` is "download"."""
     return ProposalNet(net_config(p, text_dim),
                        pretrained_backbone=p.backbone_weights == "download")
-
-
-def load_backbone_weights(model: ProposalNet, path: str) -> tuple[list[str], list[str]]:
-    """Backbone weights from a .safetensors or torch file; (missing, unexpected) keys."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    return model.backbone.body.load_state_dict(state, strict=False)
 
 
 def training_classes(split: Split) -> tuple[list[str], torch.Tensor]:
