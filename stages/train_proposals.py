@@ -27,13 +27,13 @@ from pipeline.clip.text_classifier import cached_text_classifier
 from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params, to_dict
+from pipeline.proposals.backbones import load_backbone_weights
 from pipeline.proposals.model import save_proposal_net
 from pipeline.proposals.train import LOSS_COLUMNS, train_proposal_net
 from pipeline.proposals.training_setup import (
     batch_loader,
     build_net,
     build_optimizer,
-    load_backbone_weights,
     loss_settings,
     lr_schedule,
     training_classes,
@@ -76,9 +76,7 @@ def main(argv=None) -> None:
     del clip
     model = build_net(p, text.shape[1])
     if p.backbone_weights not in ("", "download"):
-        missing, unexpected = load_backbone_weights(model, p.backbone_weights)
-        print(f"backbone weights from {p.backbone_weights}: {len(missing)} missing, "
-              f"{len(unexpected)} unexpected keys")
+        load_backbone_weights(model.backbone, p.backbone_weights)  # ValueError: a bad file
     model = model.to(device)
     optimizer = build_optimizer(model, p)
     fingerprint = json.dumps({"params": to_dict(p), "classes": names}, sort_keys=True)

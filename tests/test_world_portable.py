@@ -1,7 +1,6 @@
 """The world's pixels must not depend on the CPU: numpy's transcendental kernels are chosen
 at run time by CPU feature and differ in the last bit (OVSeg pipeline issue 12, item 8)."""
 
-import hashlib
 import os
 import subprocess
 import sys

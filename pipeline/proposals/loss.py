@@ -36,6 +36,9 @@ class MaskLoss:
     labelled_only: bool = True  # ignored pixels leave the mask terms
 
 
+FOCAL = MaskLoss()  # MaskFormer's
+
+
 def pixel_mask_loss(logits: torch.Tensor, targets: torch.Tensor, m: MaskLoss) -> torch.Tensor:
     """Per-pixel mask loss, same shape as `logits`: BCE, or the sigmoid focal loss
     alpha_t (1 - p_t)^gamma BCE (Lin et al. 2017; torchvision.ops.sigmoid_focal_loss)."""
@@ -100,7 +103,7 @@ def match(class_prob: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Ten
 
 
 def layer_loss(logits: torch.Tensor, mask_logits: torch.Tensor, targets: list[dict],
-               w: LossWeights, m: MaskLoss = MaskLoss()) -> dict[str, torch.Tensor]:
+               w: LossWeights, m: MaskLoss = FOCAL) -> dict[str, torch.Tensor]:
     """Losses of one decoder layer's predictions for a batch.
 
     logits (B, Q, K+1); mask_logits (B, Q, h, w); targets[b] = {"labels" (G,) long,
@@ -135,7 +138,7 @@ def layer_loss(logits: torch.Tensor, mask_logits: torch.Tensor, targets: list[di
 
 
 def set_loss(layers: list[dict], logits_fn, targets: list[dict], w: LossWeights,
-             m: MaskLoss = MaskLoss()) -> tuple[torch.Tensor, dict[str, float]]:
+             m: MaskLoss = FOCAL) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum over all decoder layers; `logits_fn(query_text)` -> (B, Q, K+1).
     Returns the total and the last layer's parts (for logging)."""
     total = 0.0

@@ -1,7 +1,7 @@
 """The open-vocabulary proposal net (OVSeg §3.1, after MaskFormer, Cheng et al. 2021).
 
-backbone (strides 4, 8, 16) -> FPN pixel decoder -> per-pixel mask features (stride 4)
-coarsest feature + sine positions -> transformer decoder over N learned queries
+backbone (res2..res5, strides 4-32) -> FPN pixel decoder -> mask features (stride 4)
+res5 projected + sine positions -> transformer decoder over N learned queries
 each decoder layer's queries -> mask embedding (dotted with the mask features: mask logits)
                              -> class embedding in CLIP's text space
 class logits = [cos(q, t_1..t_K), cos(q, no_object)] / temperature, t_k the CLIP text
@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from pipeline.proposals.backbones import build_backbone
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_NAME = "proposal_net.safetensors"
@@ -38,84 +40,42 @@ class ProposalNetConfig:
     heads: int = 4
     text_dim: int = 64  # CLIP's embedding size
     temperature: float = 0.01
+    dim_feedforward: int = 256  # transformer decoder feed-forward width (MaskFormer: 2048)
+    dropout: float = 0.0  # transformer decoder dropout (MaskFormer: 0.1)
+    freeze_bn: bool = False  # backbone BatchNorm frozen (MaskFormer's R101: true)
+    input_size: int = 64  # the training crop: the size fixed-size backbones (Swin) are built at
 
 
-def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
-class SmallCNN(nn.Module):
-    """A from-scratch CNN with features at strides 4, 8 and 16 (no pretrained weights
-    exist offline; enough for the synthetic world's textures)."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.stem = nn.Sequential(conv_bn_relu(3, width, 2), conv_bn_relu(width, width, 2))
-        self.stages = nn.ModuleList([
-            conv_bn_relu(width, width),
-            nn.Sequential(conv_bn_relu(width, 2 * width, 2), conv_bn_relu(2 * width, 2 * width)),
-            nn.Sequential(conv_bn_relu(2 * width, 4 * width, 2),
-                          conv_bn_relu(4 * width, 4 * width)),
-        ])
-        self.channels = [width, 2 * width, 4 * width]
-
-    def forward(self, x):
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats  # strides 4, 8, 16
-
-
-class TimmBackbone(nn.Module):
-    """Any timm model with `features_only`; uses its stride 4, 8 and 16 outputs."""
-
-    def __init__(self, name: str, pretrained: bool = False):
-        super().__init__()
-        import timm
-
-        probe = timm.create_model(name, pretrained=False, features_only=True)
-        reductions = probe.feature_info.reduction()
-        wanted = [reductions.index(r) for r in (4, 8, 16) if r in reductions]
-        if len(wanted) != 3:
-            raise ValueError(f"timm backbone {name!r} has no features at strides 4, 8 and 16 "
-                             f"(it has {reductions})")
-        self.body = timm.create_model(name, pretrained=pretrained, features_only=True,
-                                      out_indices=wanted)
-        self.channels = self.body.feature_info.channels()
-
-    def forward(self, x):
-        return self.body(x)
-
-
-def build_backbone(spec: str, width: int, pretrained: bool = False) -> nn.Module:
-    if spec == "small_cnn":
-        return SmallCNN(width)
-    if spec.startswith("timm:"):
-        return TimmBackbone(spec[5:], pretrained)
-    raise ValueError(f"proposals.backbone must be 'small_cnn' or 'timm:<model name>', "
-                     f"got {spec!r}")
+def conv_gn(cin: int, cout: int, kernel: int, relu: bool) -> nn.Sequential:
+    """Conv + GroupNorm (+ ReLU), MaskFormer's pixel-decoder block (GN with 32 groups; fewer
+    when the width is not a multiple of 32, so small nets work)."""
+    layers = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+              nn.GroupNorm(math.gcd(32, cout), cout)]
+    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
 
 
 class PixelDecoder(nn.Module):
-    """FPN: lateral 1x1 convs, top-down upsample-and-add, 3x3 output convs; returns the
-    stride-4 mask features (B, hidden, H/4, W/4) and the stride-16 memory (B, hidden, ...)."""
+    """MaskFormer's FPN pixel decoder over res2..res5: res5 through a 3x3 conv, then for each
+    finer level a lateral 1x1 conv added to the nearest-upsampled coarser output and a 3x3
+    output conv. Returns the stride-4 mask features (B, hidden, H/4, W/4) and the
+    transformer memory (B, hidden, H/32, W/32): the raw res5 feature through a 1x1 conv
+    (MaskFormer's TRANSFORMER_IN_FEATURE "res5" with its input projection)."""
 
     def __init__(self, channels: list[int], hidden: int):
         super().__init__()
-        self.lateral = nn.ModuleList([nn.Conv2d(c, hidden, 1) for c in channels])
-        self.output = nn.ModuleList([conv_bn_relu(hidden, hidden) for _ in channels])
+        self.top = conv_gn(channels[-1], hidden, 3, relu=True)
+        self.lateral = nn.ModuleList([conv_gn(c, hidden, 1, relu=False) for c in channels[:-1]])
+        self.output = nn.ModuleList([conv_gn(hidden, hidden, 3, relu=True)
+                                     for _ in channels[:-1]])
         self.mask_features = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.memory_proj = nn.Conv2d(channels[-1], hidden, 1)
 
-    def forward(self, feats):
-        memory = self.output[-1](self.lateral[-1](feats[-1]))
-        x = memory
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.top(feats[-1])  # (B, hidden, H/32, W/32)
         for i in range(len(feats) - 2, -1, -1):
-            lat = self.lateral[i](feats[i])
+            lat = self.lateral[i](feats[i])  # (B, hidden, H/s_i, W/s_i)
             x = self.output[i](lat + F.interpolate(x, size=lat.shape[-2:], mode="nearest"))
-        return self.mask_features(x), memory
+        return self.mask_features(x), self.memory_proj(feats[-1])
 
 
 def sine_positions(h: int, w: int, dim: int, device) -> torch.Tensor:
@@ -135,11 +95,12 @@ class ProposalNet(nn.Module):
     def __init__(self, cfg: ProposalNetConfig, pretrained_backbone: bool = False):
         super().__init__()
         self.cfg = cfg
-        self.backbone = build_backbone(cfg.backbone, cfg.width, pretrained_backbone)
+        self.backbone = build_backbone(cfg.backbone, cfg.width, pretrained_backbone,
+                                       cfg.input_size, cfg.freeze_bn)
         self.pixel_decoder = PixelDecoder(self.backbone.channels, cfg.hidden)
         self.query_embed = nn.Parameter(torch.randn(cfg.queries, cfg.hidden) * 0.02)
         self.decoder = nn.ModuleList([
-            nn.TransformerDecoderLayer(cfg.hidden, cfg.heads, 4 * cfg.hidden, dropout=0.0,
+            nn.TransformerDecoderLayer(cfg.hidden, cfg.heads, cfg.dim_feedforward, cfg.dropout,
                                        batch_first=True)
             for _ in range(cfg.decoder_layers)])
         self.decoder_norm = nn.LayerNorm(cfg.hidden)
@@ -152,9 +113,10 @@ class ProposalNet(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """images (B, 3, H, W) in [0, 1] -> one prediction per decoder layer (the last is the
-        output, the others feed auxiliary losses): "query_text" (B, Q, text_dim) and
-        "mask_logits" (B, Q, H/4, W/4)."""
+        """images (B, 3, H, W) in [0, 1], H and W multiples of 32 (the backbone's res5
+        stride) -> one prediction per decoder layer (the last is the output, the others
+        feed auxiliary losses): "query_text" (B, Q, text_dim) and "mask_logits"
+        (B, Q, H/4, W/4)."""
         x = (images - self.pixel_mean) / self.pixel_std
         mask_features, memory = self.pixel_decoder(self.backbone(x))
         b, c, h, w = memory.shape

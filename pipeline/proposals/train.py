@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.proposals.loss import LossWeights, MaskLoss, set_loss
+from pipeline.proposals.loss import FOCAL, LossWeights, MaskLoss, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.training.distributed import Distributed
 
@@ -54,7 +54,7 @@ def train_proposal_net(
     start_step: int = 0,
     ddp: Distributed | None = None,
     on_step: Callable[[ProposalStepLog], None] = lambda log: None,
-    mask_loss: MaskLoss = MaskLoss(),
+    mask_loss: MaskLoss = FOCAL,
     grad_clip_norm: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> None:

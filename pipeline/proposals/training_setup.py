@@ -25,7 +25,9 @@ from pipeline.training.schedules import cosine_lr, poly_lr
 def net_config(p: ProposalParams, text_dim: int) -> ProposalNetConfig:
     return ProposalNetConfig(backbone=p.backbone, width=p.width, hidden=p.hidden,
                              queries=p.queries, decoder_layers=p.decoder_layers, heads=p.heads,
-                             text_dim=text_dim, temperature=p.temperature)
+                             text_dim=text_dim, temperature=p.temperature,
+                             dim_feedforward=p.dim_feedforward, dropout=p.dropout,
+                             freeze_bn=p.freeze_bn, input_size=p.crop_size)
 
 
 def build_net(p: ProposalParams, text_dim: int) -> ProposalNet:
@@ -73,17 +75,6 @@ def loss_settings(p: ProposalParams) -> tuple[LossWeights, MaskLoss]:
     return (LossWeights(p.no_object_weight, 1.0, p.mask_weight, p.dice_weight),
             MaskLoss(p.mask_loss, p.focal_alpha, p.focal_gamma,
                      labelled_only=p.mask_loss_pixels == "labelled"))
-
-
-def load_backbone_weights(model: ProposalNet, path: str) -> tuple[list[str], list[str]]:
-    """Backbone weights from a .safetensors or torch file; (missing, unexpected) keys."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    return model.backbone.body.load_state_dict(state, strict=False)
 
 
 def training_classes(split: Split) -> tuple[list[str], torch.Tensor]:
