@@ -171,7 +171,7 @@ def test_resumed_training_equals_uninterrupted():
     text = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
     images, targets = toy_batch(n=6)
 
-    def load_batch(idx):
+    def load_batch(idx, step):
         return images[torch.as_tensor(idx)], [targets[i] for i in idx]
 
     def fresh():
@@ -223,7 +223,7 @@ def _ddp_worker(rank, world, port, out_dir):
     images, targets = toy_batch(n=8)
     seen = []
 
-    def load_batch(idx):
+    def load_batch(idx, step):
         seen.append(idx.tolist())
         return images[torch.as_tensor(idx)], [targets[i] for i in idx]
 

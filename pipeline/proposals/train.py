@@ -65,7 +65,7 @@ def train_proposal_net(
     model.train()
     for step in range(start_step, steps):
         idx = batch_indices(n_images, batch_size, seed, step)[ddp.rank::ddp.world]
-        images, targets = load_batch(idx)
+        images, targets = load_batch(idx, step)
         cur_lr = cosine_lr(step, steps, warmup_steps, lr)
         for group in optimizer.param_groups:
             group["lr"] = cur_lr
