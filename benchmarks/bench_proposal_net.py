@@ -74,7 +74,7 @@ def run_one(name: str, batch: int, steps: int, device: str) -> dict:
         times.append(time.perf_counter())
 
     times.append(time.perf_counter())
-    train_proposal_net(model, lambda idx: (images, targets), batch, text, weights,
+    train_proposal_net(model, lambda idx, step: (images, targets), batch, text, weights,
                        build_optimizer(model, p), steps + 1, batch, lambda s: p.lr, 0,
                        on_step=on_step, mask_loss=mask_loss, grad_clip_norm=p.grad_clip_norm,
                        autocast_dtype=torch.bfloat16 if dev.type == "cuda" else None)

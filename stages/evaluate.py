@@ -58,7 +58,8 @@ def main(argv=None) -> None:
         ds.rows = ds.rows[:p.max_images]
     segmenter = load_segmenter(list(ds.classes.names), args.proposals, args.adapted,
                                args.base_clip, args.text_cache, dtype=p.dtype,
-                               net_size=params.proposals.short_side,
+                               short_side=params.proposals.short_side,
+                               size_divisor=params.proposals.size_divisor,
                                mask_threshold=p.mask_threshold,
                                ensemble_lambda=p.ensemble_lambda, fill=p.fill,
                                batch_size=p.batch_size)

@@ -86,7 +86,7 @@ def main(argv=None) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, logs = state["step"], state["logs"]
-    load_batch = batch_loader(rows, split, lut, p.crop_size, device)
+    load_batch = batch_loader(rows, split, lut, p, device)
     bar = tqdm(total=p.steps, initial=start, desc="train proposals", unit="step",
                mininterval=2, disable=not ddp.main)
 

@@ -231,7 +231,7 @@ def test_resumed_training_equals_uninterrupted():
     text = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
     images, targets = toy_batch(n=6)
 
-    def load_batch(idx):
+    def load_batch(idx, step):
         return images[torch.as_tensor(idx)], [targets[i] for i in idx]
 
     def fresh():
@@ -283,7 +283,7 @@ def _ddp_worker(rank, world, port, out_dir):
     images, targets = toy_batch(n=8)
     seen = []
 
-    def load_batch(idx):
+    def load_batch(idx, step):
         seen.append(idx.tolist())
         return images[torch.as_tensor(idx)], [targets[i] for i in idx]
 
@@ -362,7 +362,7 @@ def test_param_groups_scale_the_backbone_lr_and_spare_norms_and_embeddings_from_
     opt = torch.optim.AdamW(groups, lr=1.0)
     text = F.normalize(torch.randn(3, 8), dim=-1)
     images, targets = toy_batch(n=2)
-    train_proposal_net(model, lambda idx: (images[torch.as_tensor(idx)],
+    train_proposal_net(model, lambda idx, step: (images[torch.as_tensor(idx)],
                                            [targets[i] for i in idx]),
                        2, text, LossWeights(), opt, steps=1, batch_size=2,
                        lr_at=lambda s: 3e-4, seed=0)

@@ -17,6 +17,7 @@ from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import ImageProposals, gt_proposals
 from pipeline.params import ProposalParams
+from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import image_proposals, predict_proposals
 from pipeline.proposals.recall import segment_recall
 
@@ -26,14 +27,18 @@ def _quiet(iterable, desc: str):
 
 
 def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams) -> list[ImageProposals]:
-    """Proposals of a batch of index rows, each at its image's own size."""
-    size = (p.short_side, p.short_side)
-    images = np.stack([read_rgb(image_dir / r.file_name, size) for r in rows])
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+    """Proposals of a batch of index rows, each at its image's own size: the images go in
+    at short side `proposals.short_side`, aspect kept, padded to `proposals.size_divisor`
+    (inference.py)."""
+    images = [torch.from_numpy(read_rgb(image_dir / r.file_name).copy()).permute(2, 0, 1)
+              .float().div(255) for r in rows]  # (3, H, W) each
+    x, sizes = net_batch(images, p.short_side, p.size_divisor)
     logits, scores = predict_proposals(net, x, text)
     out = []
-    for r, lg, sc in zip(rows, logits, scores):
-        masks, kept = image_proposals(lg, sc, (r.height, r.width), p.min_score)
+    for r, lg, sc, size in zip(rows, logits, scores, sizes):
+        image_size = (r.height, r.width)
+        masks, kept = image_proposals(masks_to_image(lg, size, image_size), sc, image_size,
+                                      p.min_score)
         out.append(ImageProposals(r.image_id, masks.numpy(), kept.numpy().astype(np.float32)))
     return out
 

@@ -151,14 +151,20 @@ def set_loss(layers: list[dict], logits_fn, targets: list[dict], w: LossWeights,
 def segment_targets(labels: torch.Tensor, label_to_class: torch.Tensor, size: tuple[int, int],
                     ignore: int = 255) -> dict[str, torch.Tensor]:
     """One label map (H, W) -> per-class targets at the prediction size (h, w): "labels"
-    (G,) class indices and "masks" (G, h, w) area-downsampled pixel shares. Pixels of
-    classes that map to -1 (not trained on) and `ignore` pixels give no segment."""
+    (G,) class indices, "masks" (G, h, w) area-downsampled pixel shares, and "valid"
+    (h, w) the share of labelled (not `ignore`) pixels, so the mask losses can leave
+    ignored and padded pixels out (`proposals.mask_loss_pixels`). Pixels of classes that
+    map to -1 (not trained on) and `ignore` pixels give no segment."""
+
+    def downsampled(m: torch.Tensor) -> torch.Tensor:  # (N, H, W) bool -> (N, h, w) shares
+        m = m.float()[None]
+        return (F.interpolate(m, size=size, mode="area") if m.shape[-2:] != size else m)[0]
+
+    valid = downsampled((labels != ignore)[None])[0]
     present = [int(c) for c in torch.unique(labels) if int(c) != ignore
                and int(label_to_class[int(c)]) >= 0]
     if not present:
         return {"labels": torch.zeros(0, dtype=torch.long),
-                "masks": torch.zeros(0, *size)}
-    masks = torch.stack([labels == c for c in present]).float()[None]  # (1, G, H, W)
-    masks = F.interpolate(masks, size=size, mode="area")[0] if masks.shape[-2:] != size \
-        else masks[0]
-    return {"labels": label_to_class[present].long(), "masks": masks}
+                "masks": torch.zeros(0, *size), "valid": valid}
+    masks = downsampled(torch.stack([labels == c for c in present]))  # (G, h, w)
+    return {"labels": label_to_class[present].long(), "masks": masks, "valid": valid}

@@ -42,7 +42,7 @@ LOSS_COLUMNS = {"step": "", "loss": ".5f", "ce": ".5f", "mask": ".5f", "dice": "
 
 def train_proposal_net(
     model: ProposalNet,
-    load_batch: Callable[[np.ndarray], tuple[torch.Tensor, list[dict]]],
+    load_batch: Callable[[np.ndarray, int], tuple[torch.Tensor, list[dict]]],
     n_images: int,
     text: torch.Tensor,
     weights: LossWeights,
@@ -58,9 +58,10 @@ def train_proposal_net(
     grad_clip_norm: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> None:
-    """Train from `start_step` to `steps`. `load_batch(indices)` -> images (B, 3, S, S) in
-    [0, 1] on the model's device and targets (see `loss.layer_loss`). `lr_at(step)` is the
-    base lr of a step; a param group's "lr_scale" (default 1) multiplies it. Under DDP each
+    """Train from `start_step` to `steps`. `load_batch(indices, step)` -> images
+    (B, 3, S, S) in [0, 1] on the model's device and targets (see `loss.layer_loss`).
+    `lr_at(step)` is the base lr of a step; a param group's "lr_scale" (default 1)
+    multiplies it. Under DDP each
     process takes every world-th image of the global batch."""
     ddp = ddp or Distributed()
     net = model
@@ -69,7 +70,7 @@ def train_proposal_net(
     model.train()
     for step in range(start_step, steps):
         idx = batch_indices(n_images, batch_size, seed, step)[ddp.rank::ddp.world]
-        images, targets = load_batch(idx)
+        images, targets = load_batch(idx, step)
         cur_lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = cur_lr * group.get("lr_scale", 1.0)

@@ -17,6 +17,7 @@ from pipeline.data.class_lists import load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.params import ProposalParams
+from pipeline.proposals.augment import augment
 from pipeline.proposals.loss import LossWeights, MaskLoss, segment_targets
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig
 from pipeline.training.schedules import cosine_lr, poly_lr
@@ -87,21 +88,30 @@ def training_classes(split: Split) -> tuple[list[str], torch.Tensor]:
     return [classes.names[i] for i in seen], lut
 
 
-def batch_loader(rows, split: Split, lut: torch.Tensor, image_size: int,
+def batch_loader(rows, split: Split, lut: torch.Tensor, p: ProposalParams,
                  device: torch.device):
-    """load_batch(row numbers) -> (images (B, 3, S, S) in [0, 1], per-image targets at a
-    quarter of S, the net's mask resolution), on `device`."""
-    size = (image_size, image_size)
-    pred_size = (image_size // 4, image_size // 4)
+    """load_batch(row numbers, step) -> (images (B, 3, C, C) in [0, 1], per-image targets
+    at C/4, the net's mask resolution), on `device`; C = proposals.crop_size. Each image
+    is augmented (augment.py) with a generator keyed by (seed, step, row number), so a
+    batch depends on the step alone and a resumed run sees the same batches."""
+    pred_size = (p.crop_size // 4, p.crop_size // 4)
     image_dir, label_dir = Path(split.image_dir), Path(split.label_dir)
 
-    def load_batch(idx: np.ndarray):
-        images = np.stack([read_rgb(image_dir / rows[i].file_name, size) for i in idx])
+    def load_one(i: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([p.seed, step, i])
+        return augment(read_rgb(image_dir / rows[i].file_name),
+                       read_labels(label_dir / rows[i].label_file), rng, p.crop_size,
+                       p.scale_min, p.scale_max, p.single_category_max_area, p.flip,
+                       p.color_jitter, split.ignore_label)
+
+    def load_batch(idx: np.ndarray, step: int):
+        pairs = [load_one(int(i), step) for i in idx]
+        images = np.stack([image for image, _ in pairs])  # (B, C, C, 3)
         images = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)
         targets = []
-        for i in idx:
-            labels = torch.from_numpy(read_labels(label_dir / rows[i].label_file, size).copy())
-            t = segment_targets(labels, lut, pred_size, split.ignore_label)
+        for _, labels in pairs:
+            t = segment_targets(torch.from_numpy(labels.copy()), lut, pred_size,
+                                split.ignore_label)
             targets.append({k: v.to(device) for k, v in t.items()})
         return images, targets
 

@@ -71,15 +71,16 @@ def segmenter_for(args, names: list[str]):
 
     try:
         params = load_params(args.params)
-        p, net_size = params.eval, params.proposals.short_side
+        p, net = params.eval, params.proposals
+        net_input = dict(short_side=net.short_side, size_divisor=net.size_divisor)
         settings = dict(mask_threshold=p.mask_threshold, ensemble_lambda=p.ensemble_lambda,
                         fill=p.fill, batch_size=p.batch_size)
         dtype = p.dtype
     except ParamsError:  # no params.yaml here: the defaults
-        net_size, settings, dtype = 64, {}, "float32"
+        net_input, settings, dtype = {}, {}, "float32"
     try:
         return load_segmenter(names, args.proposals, args.adapted, args.base_clip,
-                              dtype=dtype, net_size=net_size, **settings)
+                              dtype=dtype, **net_input, **settings)
     except FileNotFoundError as e:
         print(f"model missing: {e}", file=sys.stderr)
     except ValueError as e:  # the loaders' errors for corrupt files name the file

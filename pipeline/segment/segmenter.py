@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from pipeline.clip.mask_classifier import CLIP_LOGIT_SCALE, crop_cosines, crops_for_clip
+from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.segment.two_stage import crop_masks, label_map, maskformer_probs, variant_probs
 
@@ -23,7 +23,8 @@ class Segmenter:
     clip: torch.nn.Module
     clip_text: torch.Tensor  # (K, D) unit vectors, CLIP's zero-shot classifier
     prompts: torch.Tensor | None = None  # (depth, grid*grid, width) mask prompts
-    net_size: int = 64  # square input side of the proposal net
+    short_side: int = 64  # the proposal net's input short side, aspect kept
+    size_divisor: int = 32  # its input padded to a multiple (the backbone's largest stride)
     mask_threshold: float = 0.4  # sigmoid(mask) above this is in the crop (OVSeg: 0.4)
     ensemble_lambda: float = 0.7  # λ, CLIP's share of the ensemble (OVSeg §3.1)
     fill: str = "mean"
@@ -36,20 +37,25 @@ class Segmenter:
         return self.predict_batch([image])[0]
 
     @torch.no_grad()
-    def predict_batch(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """`predict` for several images (any sizes): one proposal-net forward for all, and
-        the masked crops of all images through CLIP in shared batches."""
-        x = torch.cat([F.interpolate(im[None], size=(self.net_size, self.net_size),
-                                     mode="bilinear", align_corners=False)
-                       for im in images]).clamp(0, 1)
+    def net_outputs(self, images: list[torch.Tensor]
+                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(3, H, W) images in [0, 1] -> the proposal net's class logits (B, Q, K + 1) over
+        the vocabulary, and each image's (Q, H, W) mask logits at its own size (one
+        forward for all; inference.py's resize and padding)."""
+        x, sizes = net_batch(images, self.short_side, self.size_divisor)
         out = self.net(x.to(self.net_text.device))[-1]
         logits = class_logits(out["query_text"], self.net_text, self.net.no_object,
                               self.net.cfg.temperature)  # (B, Q, K + 1)
+        return logits, [masks_to_image(out["mask_logits"][b], size, image.shape[-2:]).cpu()
+                        for b, (image, size) in enumerate(zip(images, sizes))]
+
+    @torch.no_grad()
+    def predict_batch(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """`predict` for several images (any sizes): one proposal-net forward for all, and
+        the masked crops of all images through CLIP in shared batches."""
+        logits, all_mask_logits = self.net_outputs(images)
         per_image = []
-        for b, image in enumerate(images):
-            mask_logits = F.interpolate(out["mask_logits"][b:b + 1].float(),
-                                        size=image.shape[-2:], mode="bilinear",
-                                        align_corners=False)[0].cpu()  # (Q, H, W)
+        for b, (image, mask_logits) in enumerate(zip(images, all_mask_logits)):
             crops, masks, valid = crops_for_clip(self.clip, image, crop_masks(
                 mask_logits, self.mask_threshold), self.fill)
             per_image.append((maskformer_probs(logits[b]).float().cpu(), mask_logits, crops,
