@@ -64,6 +64,8 @@ class ClipParams:
         "", doc="open_clip pretrained tag or local checkpoint; empty: pretrain from scratch"
     )
     arch: str = _spec("ovseg-tiny-vit", doc="open_clip model config name")
+    templates: str = _spec("vild", choices=("vild", "single"),
+                           doc="text prompt templates: ViLD's 14 (OVSeg) or one")
     seed: int = _spec(0, ge=0)
     steps: int = _spec(300, ge=1)
     batch_size: int = _spec(128, ge=2)

@@ -25,7 +25,7 @@ from pipeline.adapt.adapted_model import load_adapted, was_finetuned
 from pipeline.adapt.region_accuracy import Variant, region_accuracy, split_regions
 from pipeline.adapt.run import tune_phases
 from pipeline.clip.model import load_clip, tokenizer_for
-from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
@@ -77,8 +77,9 @@ def main(argv=None) -> None:
               "order": params.mpt.order, "splits": {}}
     for name, split in splits.items():
         classes = load_class_list(split.classes)
-        variants = {row: Variant(m, p, cached_text_classifier(m, tokenizer, classes.names,
-                                                               args.text_cache))
+        variants = {row: Variant(m, p, cached_text_classifier(
+                        m, tokenizer, classes.names, args.text_cache,
+                        TEMPLATE_SETS[params.clip.templates]))
                     for row, (m, p) in models.items()}
         regions = split_regions(iter_index(split.index), Path(split.image_dir),
                                 Path(split.label_dir), split.ignore_label,

@@ -58,6 +58,7 @@ def main(argv=None) -> None:
         ds.rows = ds.rows[:p.max_images]
     segmenter = load_segmenter(list(ds.classes.names), args.proposals, args.adapted,
                                args.base_clip, args.text_cache, dtype=p.dtype,
+                               templates=params.clip.templates,
                                short_side=params.proposals.short_side,
                                size_divisor=params.proposals.size_divisor,
                                mask_threshold=p.mask_threshold,

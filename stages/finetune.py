@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     if trains:
         shards = ShardList.from_dir(args.shards)
         nouns, text = noun_text_features(model, tokenizer_for(args.clip), shards,
-                                         args.text_cache)
+                                         args.text_cache, params.clip.templates)
         plan, batch_size, every = phase_plan("ft", ft, mpt, shards.samples)
         tag = fingerprint({"stage": "finetune", "ft": to_dict(ft), "adapt": to_dict(a),
                            "inputs": inputs_digest(args.clip, shards)})

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.clip.model import load_clip, tokenizer_for
-from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
@@ -48,7 +48,8 @@ def main(argv=None) -> None:
                  "--metrics"):
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
-    p = load_params(args.params).mine
+    params = load_params(args.params)
+    p = params.mine
     torch.set_num_threads(p.threads)
     wordnet = wordnet_reader()
     if wordnet is None:
@@ -65,7 +66,8 @@ def main(argv=None) -> None:
     nouns = caption_nouns(rows, train, p, extractor, train_names, progress)
     lemmas = sorted({lemma for ns in nouns.values() for _, _, lemma in ns})
     clip = load_clip(args.clip).eval()
-    text = cached_text_classifier(clip, tokenizer_for(args.clip), lemmas, args.text_cache)
+    text = cached_text_classifier(clip, tokenizer_for(args.clip), lemmas, args.text_cache,
+                                  TEMPLATE_SETS[params.clip.templates])
     columns, checked, correct = mine_pairs(clip, text, lemmas, nouns, lemma_to_class, rows,
                                            train, p, args.proposals, progress)
     metrics = mining_metrics(columns, rows, p, extractor.method, checked, correct,

@@ -5,7 +5,8 @@ write the image index every later stage reads.
         --index data/index --samples metrics/world_samples.png
         --check-metrics metrics/data_check.json
 
---world: the synthetic files (a note for real data); --index: splits.json, one index
+--world: the synthetic files (for real data, coco/SOURCE.json: the training files'
+names and sizes); --index: splits.json, one index
 parquet and one class list per split; splits.json records the folders of each split's
 images and labels, which is how later stages find them. --check-metrics: what the check
 of the training split's images, label maps and captions found (pipeline/data/validate.py):

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.clip.model import load_clip, tokenizer_for
-from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.params import load_params, to_dict
@@ -59,7 +59,8 @@ def main(argv=None) -> None:
                  "--loss-csv", "--loss-png"):
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
-    p = load_params(args.params).proposals
+    params = load_params(args.params)
+    p = params.proposals
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ddp = init_distributed(device)
     if device.type == "cuda":
@@ -71,8 +72,8 @@ def main(argv=None) -> None:
     names, lut = training_classes(split)
 
     clip = load_clip(args.clip).eval()
-    text = cached_text_classifier(clip, tokenizer_for(args.clip), names,
-                                  args.text_cache).to(device)
+    text = cached_text_classifier(clip, tokenizer_for(args.clip), names, args.text_cache,
+                                  TEMPLATE_SETS[params.clip.templates]).to(device)
     del clip
     model = build_net(p, text.shape[1])
     if p.backbone_weights not in ("", "download"):

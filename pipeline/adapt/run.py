@@ -32,7 +32,7 @@ from pipeline.adapt.train import (
 from pipeline.clip.mask_classifier import crop_size
 from pipeline.clip.mask_prompts import MaskPrompts
 from pipeline.clip.model import WEIGHTS_NAME, pixel_stats, tokenizer_for
-from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 from pipeline.data.shard_loader import (
     Augment,
     ShardBatches,
@@ -168,15 +168,16 @@ def write_loss_log(logs: list[dict], csv_path: Path, png_path: Path, title: str)
                             empty_title=f"{title}: not trained")
 
 
-def noun_text_features(model, tokenizer, shards: ShardList, cache_dir: Path
-                       ) -> tuple[list[str], torch.Tensor]:
+def noun_text_features(model, tokenizer, shards: ShardList, cache_dir: Path,
+                       templates: str = "vild") -> tuple[list[str], torch.Tensor]:
     """The shards' nouns and their frozen text features (V, D): the ViLD-template classifier
     the evaluation uses, so training and zero-shot inference see the same text side."""
     nouns = noun_vocabulary(shards)
     if not nouns:
         raise ValueError(f"the shards ({shards.paths[0]} ...) hold no samples: nothing to "
                          "train on (see the mine_pairs stage's metrics)")
-    return nouns, cached_text_classifier(model, tokenizer, nouns, cache_dir)
+    return nouns, cached_text_classifier(model, tokenizer, nouns, cache_dir,
+                                         TEMPLATE_SETS[templates])
 
 
 def loader_settings(p, model, batch_size: int) -> LoaderSettings:
@@ -230,7 +231,8 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
     from resume_dir/<k>-<phase>.pt. Returns the prompts, the step log and a summary."""
     ft, mpt, a = params.ft, params.mpt, params.adapt
     shards = ShardList.from_dir(shards_dir)
-    nouns, text = noun_text_features(model, tokenizer_for(clip_dir), shards, text_cache)
+    nouns, text = noun_text_features(model, tokenizer_for(clip_dir), shards, text_cache,
+                                     params.clip.templates)
     encoder = MaskedCropEncoder(model, MaskPrompts.for_model(model, depth))
     inputs = inputs_digest(clip_dir, shards)
     logs, summary = [], {"phases": [], "nouns": len(nouns)}

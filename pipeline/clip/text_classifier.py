@@ -38,6 +38,10 @@ VILD_TEMPLATES = (
     "There is a large {} in the scene.",
 )
 
+# clip.templates: "vild" is the paper's (§4.1, ViLD's 14); "single" is one prompt, for
+# tests and quick runs of big vocabularies on CPU (ADE-847 x 14 is ~12K prompts).
+TEMPLATE_SETS = {"vild": VILD_TEMPLATES, "single": ("a photo of a {}.",)}
+
 
 def split_synonyms(name: str) -> list[str]:
     """"road, route" -> ["road", "route"]."""

@@ -76,7 +76,8 @@ def prepare_synthetic(p: DataParams, out: Path, index_tmp: Path, paths: FinalPat
 def prepare_coco(p: DataParams, out: Path, index_tmp: Path, paths: FinalPaths,
                  bad_items: Callable[[Path], BadItems]) -> tuple[dict, dict, bytes]:
     """Check the COCO layout under data.coco.root and index it into `index_tmp`; `out`
-    (the world's temporary folder) gets a note only. Returns what prepare_synthetic does."""
+    (the world's temporary folder) gets coco/SOURCE.json only. Returns what
+    prepare_synthetic does."""
     c = p.coco
     coco_stuff = builtin_class_list("coco_stuff_171")
     on_bad = bad_items(Path(c.root))
@@ -90,13 +91,31 @@ def prepare_coco(p: DataParams, out: Path, index_tmp: Path, paths: FinalPaths,
     image_dir, label_dir = Path(c.root) / c.images, Path(c.root) / c.labels
     for name in ("train", "probe"):
         (index_tmp / "classes" / f"{name}.json").write_bytes(classes)
-    (out / "README.txt").write_text(f"data.source is coco: images are read from {c.root}\n")
+    # The training stages depend on data/world/coco in both sources (dvc.yaml); for real
+    # data it holds what stands for the files: their names and sizes, so DVC re-runs
+    # those stages when a file is replaced, not only when the index changes.
+    (out / "coco").mkdir()
+    (out / "coco" / "SOURCE.json").write_bytes(json_bytes(
+        source_manifest(c.root, [(c.images, r.file_name) for r in rows]
+                        + [(c.labels, r.label_file) for r in rows] + [("", c.captions)])))
     first = rows[:8]
     images = [np.asarray(Image.open(image_dir / r.file_name).convert("RGB")) for r in first]
     return ({"train": split_entry("train", image_dir, label_dir, paths.index, "train"),
              "probe": split_entry("probe", image_dir, label_dir, paths.index, "probe")},
             on_bad.metrics(listed, len(rows)),
             sample_grid_png(images, [list(r.captions) for r in first]))
+
+
+def source_manifest(root: str | Path, files: list[tuple[str, str]]) -> dict:
+    """{"root", "files", "sha256"}: the hash of every (folder/name, size in bytes) pair,
+    in order: it changes when a real training file is added, dropped or rewritten."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for folder, name in files:
+        rel = str(Path(folder) / name)
+        h.update(f"{rel}\t{(Path(root) / rel).stat().st_size}\n".encode())
+    return {"root": str(root), "files": len(files), "sha256": h.hexdigest()}
 
 
 def recorded_params(p: DataParams) -> dict:

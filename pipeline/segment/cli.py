@@ -75,12 +75,12 @@ def segmenter_for(args, names: list[str]):
         net_input = dict(short_side=net.short_side, size_divisor=net.size_divisor)
         settings = dict(mask_threshold=p.mask_threshold, ensemble_lambda=p.ensemble_lambda,
                         fill=p.fill, batch_size=p.batch_size)
-        dtype = p.dtype
+        dtype, templates = p.dtype, params.clip.templates
     except ParamsError:  # no params.yaml here: the defaults
-        net_input, settings, dtype = {}, {}, "float32"
+        net_input, settings, dtype, templates = {}, {}, "float32", "vild"
     try:
         return load_segmenter(names, args.proposals, args.adapted, args.base_clip,
-                              dtype=dtype, **net_input, **settings)
+                              dtype=dtype, templates=templates, **net_input, **settings)
     except FileNotFoundError as e:
         print(f"model missing: {e}", file=sys.stderr)
     except ValueError as e:  # the loaders' errors for corrupt files name the file

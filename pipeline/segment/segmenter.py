@@ -79,21 +79,23 @@ def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/p
                    adapted_dir: str | Path = "models/mask_prompts",
                    base_clip_dir: str | Path = "models/clip_base",
                    text_cache: str | Path = ".cache/text_classifiers", dtype: str = "float32",
-                   **settings) -> Segmenter:
+                   templates: str = "vild", **settings) -> Segmenter:
     """The pipeline's trained models, set up for `class_names`. The proposal net's class
     embeddings come from the base CLIP's text tower (the space it was trained in), the
     crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze it)."""
     from pipeline.adapt.adapted_model import load_adapted
     from pipeline.clip.mask_classifier import cast_for_inference
     from pipeline.clip.model import load_clip, tokenizer_for
-    from pipeline.clip.text_classifier import cached_text_classifier
+    from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
     from pipeline.proposals.model import load_proposal_net
 
     net, _, _ = load_proposal_net(proposals_dir)
     base = load_clip(base_clip_dir).eval()
     tokenizer = tokenizer_for(base_clip_dir)
-    net_text = cached_text_classifier(base, tokenizer, class_names, text_cache)
+    net_text = cached_text_classifier(base, tokenizer, class_names, text_cache,
+                                      TEMPLATE_SETS[templates])
     clip, prompts, _ = load_adapted(adapted_dir)
-    clip_text = cached_text_classifier(clip, tokenizer, class_names, text_cache)
+    clip_text = cached_text_classifier(clip, tokenizer, class_names, text_cache,
+                                       TEMPLATE_SETS[templates])
     return Segmenter(net, net_text, cast_for_inference(clip, dtype), clip_text, prompts,
                      **settings)
