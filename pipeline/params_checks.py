@@ -68,3 +68,27 @@ def check_eval_datasets(datasets: list, source: str) -> None:
                               f"data.source {source!r}: {', '.join(known)}")
     if len(set(datasets)) != len(datasets):
         raise ParamsError(f"params: 'eval.datasets' names a set twice: {datasets}")
+
+
+# Values of the synthetic world's params.yaml that are wrong at real scale (issue 17: they
+# used to carry into a real run silently). Warnings, not errors: an ablation may mean one.
+WORLD_ONLY = {
+    "proposals.backbone": ("small_cnn", "timm:resnet101c or timm:swin_base_patch4_window12_384"),
+    "clip.arch": ("ovseg-tiny-vit", "ViT-B-16 or ViT-L-14 with clip.pretrained openai"),
+    "ft.lr": (1e-3, "5e-6 (OVSeg §4.1)"),
+    "mine.max_images": (4000, "0, every image"),
+    "proposals.queries": (16, "100"),
+}
+
+
+def real_data_warnings(params: Params) -> list[str]:
+    """With data.source coco: each value left at the synthetic world's, with the paper's."""
+    if params.data.source != "coco":
+        return []
+    out = []
+    for key, (world_value, paper) in WORLD_ONLY.items():
+        section, name = key.split(".")
+        if getattr(getattr(params, section), name) == world_value:
+            out.append(f"params: '{key}' = {world_value!r} is the synthetic world's value "
+                       f"and data.source is coco; the paper uses {paper} (presets/)")
+    return out

@@ -16,7 +16,7 @@ import sys
 
 from pipeline.data.files import staged_outputs
 from pipeline.params import ParamsError, load_params
-from pipeline.params_checks import check_across_sections
+from pipeline.params_checks import check_across_sections, real_data_warnings
 
 MARKER = b"params.yaml passed pipeline/params.py and pipeline/params_checks.py\n"
 
@@ -27,13 +27,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
-        check_across_sections(load_params(args.params))
+        params = load_params(args.params)
+        check_across_sections(params)
     except ParamsError as e:
         print(f"error: {e}\nNo stage ran and no output was touched. Fix the value, or restore "
               f"the file with `git checkout {args.params}`.", file=sys.stderr)
         return 2
     with staged_outputs(args.out) as (out,):
         out.write_bytes(MARKER)
+    for warning in real_data_warnings(params):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.params}: every key valid")
     return 0
 

@@ -137,3 +137,16 @@ def test_check_params_stage_exits_2_naming_the_key_and_writes_no_marker(
     assert not marker.exists()
     assert check_params.main(["--params", str(REPO / "params.yaml"), "--out", str(marker)]) == 0
     assert marker.read_bytes() == check_params.MARKER
+
+
+def test_world_values_under_real_data_are_warned_with_the_papers():
+    from pipeline.params_checks import real_data_warnings
+
+    world = parse_params(committed_with())
+    assert real_data_warnings(world) == []  # the synthetic source: nothing to say
+    coco = parse_params(committed_with(data={"source": "coco"}))
+    warnings = "\n".join(real_data_warnings(coco))
+    for key in ("proposals.backbone", "clip.arch", "ft.lr", "mine.max_images",
+                "proposals.queries"):
+        assert f"'{key}'" in warnings
+    assert "5e-06" not in warnings and "5e-6 (OVSeg" in warnings
