@@ -254,7 +254,7 @@ def present(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarra
 
 # ---- captions ---------------------------------------------------------------------------
 
-CAPTION_WORDS = {"sports ball": "ball", "dining table": "table", "potted plant": "potted plant",
+CAPTION_WORDS = {"sports ball": "ball", "dining table": "table",
                  "playingfield": "playing field", "waterdrops": "raindrops",
                  "window-blind": "window blind", "wall-panel": "wall panel",
                  "structural-other": "structure", "solid-other": "solid object"}
