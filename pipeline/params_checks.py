@@ -50,24 +50,42 @@ def check_across_sections(params: Params) -> None:
         raise ParamsError(f"params: 'proposals.crop_size' = {p.crop_size} must be a multiple "
                           f"of 32 (the backbone's largest stride) and of "
                           f"'proposals.size_divisor' = {p.size_divisor}")
-    check_eval_datasets(params.eval.datasets, params.data.source)
+    check_eval_datasets(params.eval.datasets, params.data.source, params.eval.per_dataset)
 
 
-def check_eval_datasets(datasets: list, source: str) -> None:
-    from pipeline.data.eval_datasets import EVAL_LAYOUTS
+def check_eval_datasets(datasets: list, source: str, per_dataset: dict | None = None) -> None:
+    """eval.datasets: known sets for data.source (a real set by its name or an alias),
+    none twice, also not under two names; eval.per_dataset: keyed by known canonical
+    names."""
+    from pipeline.data.eval_datasets import EVAL_ALIASES, EVAL_LAYOUTS, canonical_eval_name
     from pipeline.world.classes import EVAL_VOCABS
 
-    synthetic = tuple(v.name for v in EVAL_VOCABS) if source == "synthetic" else ()
+    world = tuple(v.name for v in EVAL_VOCABS)
+    synthetic = world if source == "synthetic" else ()
     known = synthetic + tuple(EVAL_LAYOUTS)
     if not datasets:
         raise ParamsError(f"params: 'eval.datasets' is empty; name at least one of: "
                           f"{', '.join(known)}")
     for name in datasets:
-        if name not in known:
+        if name not in known and name not in EVAL_ALIASES:
             raise ParamsError(f"params: 'eval.datasets' names {name!r}; known with "
-                              f"data.source {source!r}: {', '.join(known)}")
-    if len(set(datasets)) != len(datasets):
-        raise ParamsError(f"params: 'eval.datasets' names a set twice: {datasets}")
+                              f"data.source {source!r}: {', '.join(known)}; or a real set's "
+                              f"ov-seg / SAN / CAT-Seg name: {', '.join(EVAL_ALIASES)}")
+    seen = {}
+    for name in datasets:
+        canonical = canonical_eval_name(name)
+        if canonical in seen:
+            first = seen[canonical]
+            what = repr(name) if first == name else f"{first!r} and {name!r} (both {canonical})"
+            raise ParamsError(f"params: 'eval.datasets' names a set twice: {what}")
+        seen[canonical] = name
+    for name in per_dataset or {}:
+        if name in EVAL_ALIASES:
+            raise ParamsError(f"params: 'eval.per_dataset.{name}': key it by the set's name "
+                              f"{EVAL_ALIASES[name]!r}, not an alias")
+        if name not in world + tuple(EVAL_LAYOUTS):
+            raise ParamsError(f"params: 'eval.per_dataset.{name}' names no evaluation set; "
+                              f"known: {', '.join(world + tuple(EVAL_LAYOUTS))}")
 
 
 # Values of the synthetic world's params.yaml that are wrong at real scale (issue 17: they

@@ -6,15 +6,22 @@ with the pipeline's models, scored as OVSeg scores it (pipeline/segment/evaluati
         --adapted models/mask_prompts --text-cache .cache/text_classifiers
         --metrics metrics/eval/world_full.json --iou-png metrics/eval/world_full_iou.png
         --predictions-png metrics/eval/world_full_predictions.png
+        --lambda-json metrics/eval/world_full_lambda.json
+        --lambda-csv metrics/eval/world_full_lambda.csv
+        --lambda-png metrics/eval/world_full_lambda.png
 
 --adapted: the adapted CLIP (its adapted.json names the CLIP folder that goes with the
 prompts). --metrics: for the variants maskformer (proposal net alone), clip (masked-crop
 CLIP alone) and ensemble (OVSeg's Table 6): mIoU in both formulas, pixel accuracy,
 per-class IoU, mIoU over classes seen and unseen in training; --iou-png: per-class IoU of
-the ensemble; --predictions-png: a few images beside their predictions.
+the ensemble; --predictions-png: a few images beside their predictions; --lambda-*: the
+ensemble's mIoU (all, seen, unseen) at each λ of eval.lambda_sweep, from the same pass.
+The report records the λ and mask threshold used: eval.per_dataset's for the set, else
+eval.ensemble_lambda and eval.mask_threshold. Images go in at eval.short_side; the
+predictions are scored at the label maps' own resolution.
 
 <dataset> is an evaluation split of the index (world_full, world_things) or a real set
-under eval.root (pipeline/data/eval_datasets.py).
+under eval.root, by its name or an ov-seg / SAN alias (pipeline/data/eval_datasets.py).
 """
 
 from __future__ import annotations
@@ -25,17 +32,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pipeline.data.eval_datasets import canonical_eval_name
 from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
 from pipeline.params import load_params
 from pipeline.segment.evaluation import (
     VARIANTS,
     confusion_by_variant,
+    lambda_sweep_csv,
+    lambda_sweep_rows,
     resolve_dataset,
     variant_scores,
 )
 from pipeline.segment.segmenter import load_segmenter
-from pipeline.segment.view import class_iou_png, prediction_panels_png
+from pipeline.segment.view import class_iou_png, lambda_sweep_png, prediction_panels_png
 
 
 def main(argv=None) -> None:
@@ -43,7 +53,8 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
     for flag in ("--params", "--index", "--proposals", "--base-clip", "--adapted",
-                 "--text-cache", "--metrics", "--iou-png", "--predictions-png"):
+                 "--text-cache", "--metrics", "--iou-png", "--predictions-png", "--lambda-json",
+                 "--lambda-csv", "--lambda-png"):
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
@@ -56,23 +67,25 @@ def main(argv=None) -> None:
         raise SystemExit(str(e)) from None
     if p.max_images:
         ds.rows = ds.rows[:p.max_images]
+    lam, threshold = p.settings_for(canonical_eval_name(args.dataset))
     segmenter = load_segmenter(list(ds.classes.names), args.proposals, args.adapted,
                                args.base_clip, args.text_cache, dtype=p.dtype,
                                templates=params.clip.templates,
                                short_side=params.proposals.short_side,
                                size_divisor=params.proposals.size_divisor,
-                               mask_threshold=p.mask_threshold,
-                               ensemble_lambda=p.ensemble_lambda, fill=p.fill,
+                               mask_threshold=threshold, ensemble_lambda=lam, fill=p.fill,
                                batch_size=p.batch_size)
     bar = tqdm(total=len(ds.rows), desc=f"evaluate {args.dataset}", unit="image",
                mininterval=2)
-    conf, panels = confusion_by_variant(segmenter, ds, p.images_per_batch, p.short_side,
-                                        p.overlays, bar.update)
+    conf, swept, panels = confusion_by_variant(segmenter, ds, p.images_per_batch,
+                                               p.short_side, p.overlays, bar.update,
+                                               tuple(p.lambda_sweep))
     bar.close()
     names = list(ds.classes.names)
     report = {"dataset": args.dataset, "images": len(ds.rows), "classes": len(names),
-              "seen_classes": int(sum(ds.seen)), "ensemble_lambda": p.ensemble_lambda,
-              "mask_threshold": p.mask_threshold, **variant_scores(conf, ds)}
+              "seen_classes": int(sum(ds.seen)), "ensemble_lambda": lam,
+              "mask_threshold": threshold, "short_side": p.short_side,
+              **variant_scores(conf, ds)}
     if ds.data_check is not None:  # a real set: what its item check left out
         report["data_check"] = ds.data_check
     ens = report["ensemble"]
@@ -80,10 +93,19 @@ def main(argv=None) -> None:
         names, list(ens["per_class_iou"].values()), ds.seen,
         f"{args.dataset}: ensemble mIoU {ens['miou_d2_legacy']:.3f} (detectron2 <= 0.6)")
     predictions_png = prediction_panels_png(panels, names, ds.ignore_label) if panels else None
-    with staged_outputs(args.metrics, args.iou_png, args.predictions_png) as staged:
-        metrics_path, iou_path, predictions_path = staged
+    rows = lambda_sweep_rows(swept, ds)
+    best = max(rows, key=lambda r: r["miou_d2_legacy"] or 0.0, default=None)
+    sweep = {"dataset": args.dataset, "ensemble_lambda": lam, "mask_threshold": threshold,
+             "best": best, "rows": rows}
+    with staged_outputs(args.metrics, args.iou_png, args.predictions_png, args.lambda_json,
+                        args.lambda_csv, args.lambda_png) as staged:
+        metrics_path, iou_path, predictions_path, *sweep_paths = staged
         write_json(metrics_path, report)
         atomic_write_bytes(iou_path, iou_png)
+        write_json(sweep_paths[0], sweep)
+        atomic_write_bytes(sweep_paths[1], lambda_sweep_csv(rows))
+        atomic_write_bytes(sweep_paths[2], lambda_sweep_png(
+            rows, lam, f"{args.dataset}: ensemble mIoU against λ"))
         if predictions_png is not None:  # no overlays asked for: the old picture stays
             atomic_write_bytes(predictions_path, predictions_png)
     for v in VARIANTS:

@@ -47,3 +47,10 @@ def test_missing_parts_are_named_with_the_expected_layout(tmp_path):
         index_eval_dataset(tmp_path, "pascal_voc_20")
     with pytest.raises(ValueError, match="unknown evaluation set"):
         index_eval_dataset(tmp_path, "cityscapes")
+
+
+def test_a_real_set_indexes_under_its_ov_seg_and_san_names(tmp_path):
+    lay = make_tree(tmp_path, "pascal_context_59")
+    for alias in ("pascal_context_59_sem_seg_val", "pcontext_sem_seg_val"):
+        got, rows = index_eval_dataset(tmp_path, alias)
+        assert got == lay and len(rows) == 2

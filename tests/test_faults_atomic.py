@@ -182,7 +182,7 @@ LATE = {
     "finetune": ("data/tmp/finetune/last.pt", "write_json", 2),  # metrics, after the model
     "prompt_tune": ("data/tmp/prompt_tune", "write_json", 1),
     "adaptation_report": (None, "write_json", 1),
-    "evaluate@world_full": (None, "atomic_write_bytes", 2),  # the predictions picture
+    "evaluate@world_full": (None, "atomic_write_bytes", 4),  # the predictions picture
 }
 
 

@@ -77,3 +77,22 @@ def test_variants_drop_invalid_masks_only_for_clip():
     assert torch.allclose(v["ensemble"][0][1], p_mf[1] ** 0.5)
     assert v["maskformer"][1].all()
     assert label_map(torch.zeros(0, 2), torch.zeros(0, 3, 3)).shape == (3, 3)
+
+
+def test_fusion_in_row_blocks_and_at_another_size_match_the_whole_map(monkeypatch):
+    from pipeline.segment import two_stage
+    from pipeline.segment.two_stage import fused_labels, mask_probs
+
+    g = torch.Generator().manual_seed(1)
+    p, logits = torch.rand(5, 7, generator=g), torch.randn(5, 9, 11, generator=g)
+    whole = semantic_scores(p, logits).argmax(0)
+    monkeypatch.setattr(two_stage, "LABEL_MAP_CHUNK", 7 * 11 * 2)  # blocks of 2 rows
+    assert torch.equal(fused_labels(p, mask_probs(logits)), whole)
+    # at another size: the scores resized bilinearly (sem_seg_postprocess), then argmax
+    scores = torch.nn.functional.interpolate(semantic_scores(p, logits)[None], size=(20, 30),
+                                             mode="bilinear", align_corners=False)[0]
+    got = fused_labels(p, mask_probs(logits, (20, 30)))
+    assert got.shape == (20, 30)
+    top2 = scores.topk(2, dim=0).values
+    clear = (top2[0] - top2[1]) > 1e-4  # ties in float rounding aside
+    assert torch.equal(got[clear], scores.argmax(0)[clear])

@@ -8,6 +8,9 @@ where the images and label maps are under a datasets root, which class list they
     PC-459       VOCdevkit/VOC2010/JPEGImages + annotations_detectron2/pc459_val   TIFF u16, 65535
     VOC-20       VOCdevkit/VOC2012/JPEGImages + annotations_detectron2/val         PNG, 255
 
+Each set also answers to the names other code bases register it under (`EVAL_ALIASES`:
+ov-seg's, SAN's, CAT-Seg's); the files are still looked for in the layout above.
+
 The label maps list the evaluation images (Pascal's JPEGImages holds every image of the
 year, not only the validation ones); each needs its image. Every image and label map is
 checked as the training data is (pipeline/data/validate.py): a bad one stops with a
@@ -50,8 +53,33 @@ EVAL_LAYOUTS = {
     "pascal_voc_20": EvalLayout("pascal_voc_20", "VOCdevkit/VOC2012/JPEGImages",
                                 "VOCdevkit/VOC2012/annotations_detectron2/val", ".png", 255),
 }
+# Names of the same sets in other code bases' dataset registries -> the name above.
+EVAL_ALIASES = {
+    # ov-seg (open_vocab_seg/data/datasets/register_*.py; ADE-150 is detectron2's built-in)
+    "ade20k_sem_seg_val": "ade20k_150",
+    "ade20k_full_sem_seg_val": "ade20k_847",
+    "pascal_context_59_sem_seg_val": "pascal_context_59",
+    "pascal_context_459_sem_seg_val": "pascal_context_459",
+    "pascalvoc20_sem_seg_val": "pascal_voc_20",
+    # SAN (san/data/datasets/register_{pcontext,voc}.py; ADE names as ov-seg's)
+    "pcontext_sem_seg_val": "pascal_context_59",
+    "pcontext_full_sem_seg_val": "pascal_context_459",
+    "voc_sem_seg_val": "pascal_voc_20",
+    # CAT-Seg's evaluation scripts
+    "ade20k_150_test_sem_seg": "ade20k_150",
+    "ade20k_full_sem_seg_freq_val_all": "ade20k_847",
+    "context_59_test_sem_seg": "pascal_context_59",
+    "context_459_test_sem_seg": "pascal_context_459",
+    "voc_2012_test_sem_seg": "pascal_voc_20",
+}
 # PIL modes whose pixels read_labels returns as class indices: uint8 PNG, uint16 TIFF.
 LABEL_MODES = {".png": ("L", "P"), ".tif": ("I;16", "I;16L", "I;16B")}
+
+
+def canonical_eval_name(name: str) -> str:
+    """The name in EVAL_LAYOUTS of a real set named by one of its aliases; any other name
+    as it is."""
+    return EVAL_ALIASES.get(name, name)
 
 
 def layout_help(name: str) -> str:
@@ -65,7 +93,9 @@ def index_eval_dataset(root: str | Path, name: str, on_bad=None,
                        workers: int = 1) -> tuple[EvalLayout, list[IndexRow]]:
     """Validate one evaluation set under `root` and list its images, one row per good label
     map in sorted order (image ids are positions in that order, so a skipped item leaves
-    the others' ids alone). on_bad: a BadItems; default: stop at the first bad item."""
+    the others' ids alone). `name`: in EVAL_LAYOUTS or an alias. on_bad: a BadItems;
+    default: stop at the first bad item."""
+    name = canonical_eval_name(name)
     if name not in EVAL_LAYOUTS:
         raise ValueError(f"unknown evaluation set {name!r}; known: {', '.join(EVAL_LAYOUTS)}")
     lay, root = EVAL_LAYOUTS[name], Path(root)

@@ -15,10 +15,17 @@ from PIL import Image
 
 from pipeline.clip.text_classifier import split_synonyms
 from pipeline.data.class_lists import ClassList, builtin_class_list, load_class_list
-from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
+from pipeline.data.eval_datasets import (
+    EVAL_ALIASES,
+    EVAL_LAYOUTS,
+    canonical_eval_name,
+    index_eval_dataset,
+)
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
 from pipeline.data.validate import BadItems
+from pipeline.proposals.augment import short_side_shape
+from pipeline.proposals.inference import MAX_LONG_SIDE
 from pipeline.segment.metrics import confusion_matrix, segmentation_scores
 
 VARIANTS = ("maskformer", "clip", "ensemble")
@@ -45,15 +52,16 @@ def seen_in_training(classes: ClassList, train: ClassList) -> list[bool]:
 def resolve_dataset(name: str, root: str, splits: dict[str, Split],
                     bad_items: str = "stop") -> EvalSet:
     """An evaluation split of the prepared data, or a real set under `root` (eval.root),
-    whose bad items stop the run or are left out and counted (data.bad_items). ValueError
-    for any other name, and for a bad item under "stop"."""
+    named as in EVAL_LAYOUTS or by an alias (EVAL_ALIASES), whose bad items stop the run
+    or are left out and counted (data.bad_items). ValueError for any other name, and for
+    a bad item under "stop"."""
     train = load_class_list(splits["train"].classes)
     if name in splits and splits[name].role == "eval":
         s = splits[name]
         classes = load_class_list(s.classes)
         return EvalSet(classes, Path(s.image_dir), Path(s.label_dir),
                        list(iter_index(s.index)), s.ignore_label, list(classes.seen))
-    if name in EVAL_LAYOUTS:
+    if canonical_eval_name(name) in EVAL_LAYOUTS:
         on_bad = BadItems(bad_items, root)
         lay, rows = index_eval_dataset(root, name, on_bad)
         classes = builtin_class_list(lay.classes)
@@ -62,42 +70,54 @@ def resolve_dataset(name: str, root: str, splits: dict[str, Split],
                        lay.ignore_label, seen_in_training(classes, train), check)
     known = [n for n, s in splits.items() if s.role == "eval"] + list(EVAL_LAYOUTS)
     raise ValueError(f"unknown evaluation set {name!r} (eval.datasets); known: "
-                     f"{', '.join(known)}")
+                     f"{', '.join(known)}; or a real set's alias: {', '.join(EVAL_ALIASES)}")
 
 
-def resized(image: np.ndarray, labels: np.ndarray, short_side: int):
-    """Image (bicubic) and labels (nearest) with their short side `short_side`; 0: as is."""
-    if not short_side or min(labels.shape) == short_side:
-        return image, labels
-    h, w = labels.shape
-    scale = short_side / min(h, w)
-    size = (round(w * scale), round(h * scale))
-    return (np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC)),
-            np.asarray(Image.fromarray(labels).resize(size, Image.NEAREST)))
+def resized_image(image: np.ndarray, short_side: int) -> np.ndarray:
+    """(H, W, 3) uint8 image resized bilinearly, aspect kept, to short side `short_side`
+    and long side at most 4x that, as detectron2's ResizeShortestEdge at test time (OVSeg:
+    MIN_SIZE_TEST 512 / MAX_SIZE_TEST 2048 for R101c, 640 / 2560 for Swin-B); 0: as is.
+    The label map is never resized: predictions are scored at its own resolution
+    (`confusion_by_variant`)."""
+    if not short_side:
+        return image
+    h, w = short_side_shape(*image.shape[:2], short_side, MAX_LONG_SIDE * short_side)
+    if (h, w) == image.shape[:2]:
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
 def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_side: int,
-                         overlays: int, on_batch=lambda n: None
-                         ) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """(variant -> (K, K) confusion matrix over `ds`'s rows, the first `overlays` images
-    with their ground truth and predictions). on_batch(n) after each batch of n images."""
+                         overlays: int, on_batch=lambda n: None, sweep: tuple[float, ...] = ()
+                         ) -> tuple[dict[str, np.ndarray], dict[float, np.ndarray], list[dict]]:
+    """(variant -> (K, K) confusion matrix over `ds`'s rows, λ -> the ensemble's confusion
+    matrix at that λ for each λ of `sweep`, the first `overlays` images with their ground
+    truth and predictions). Each image goes to the segmenter resized to `short_side`; its
+    predictions are scored against the label map at the label map's own size (OVSeg's
+    evaluation: sem_seg_postprocess to the original height and width). The sweep reuses
+    each mask's CLIP probabilities: only the ensemble and the fusion run per λ.
+    on_batch(n) after each batch of n images."""
     k = len(ds.classes)
     conf = {v: np.zeros((k, k), dtype=np.int64) for v in VARIANTS}
+    swept = {lam: np.zeros((k, k), dtype=np.int64) for lam in sweep}
     panels = []
     for i in range(0, len(ds.rows), images_per_batch):
-        loaded = [resized(read_rgb(ds.image_dir / r.file_name),
-                          read_labels(ds.label_dir / r.label_file), short_side)
+        loaded = [(read_rgb(ds.image_dir / r.file_name), read_labels(ds.label_dir / r.label_file))
                   for r in ds.rows[i:i + images_per_batch]]
-        preds = segmenter.predict_batch([torch.from_numpy(im.copy()).permute(2, 0, 1).float()
-                                         / 255 for im, _ in loaded])
-        for (image, labels), pred in zip(loaded, preds):
+        found = segmenter.mask_predictions([
+            torch.from_numpy(resized_image(im, short_side).copy()).permute(2, 0, 1).float() / 255
+            for im, _ in loaded])
+        for (image, labels), masks in zip(loaded, found):
+            pred, by_lambda = masks.label_maps(segmenter.ensemble_lambda, labels.shape, sweep)
             pred = {v: m.numpy() for v, m in pred.items()}
             for v in VARIANTS:
                 conf[v] += confusion_matrix(pred[v], labels, k, ds.ignore_label)
+            for lam, m in by_lambda.items():
+                swept[lam] += confusion_matrix(m.numpy(), labels, k, ds.ignore_label)
             if len(panels) < overlays:
                 panels.append({"image": image, "gt": labels, **pred})
         on_batch(len(loaded))
-    return conf, panels
+    return conf, swept, panels
 
 
 def variant_scores(conf: dict[str, np.ndarray], ds: EvalSet) -> dict[str, dict]:
@@ -108,3 +128,32 @@ def variant_scores(conf: dict[str, np.ndarray], ds: EvalSet) -> dict[str, dict]:
         scores["per_class_iou"] = dict(zip(ds.classes.names, scores["per_class_iou"]))
         out[v] = scores
     return out
+
+
+def lambda_sweep_rows(swept: dict[float, np.ndarray], ds: EvalSet) -> list[dict]:
+    """One row per λ of the sweep, in increasing λ: the ensemble's mIoU (both formulas)
+    over all, seen and unseen classes, and pixel accuracy (OVSeg appendix A.5's
+    sensitivity to the ensemble weight)."""
+    rows = []
+    for lam in sorted(swept):
+        s = segmentation_scores(swept[lam], np.array(ds.seen))
+        row = {"lambda": lam, "miou_d2_legacy": s["miou_d2_legacy"], "miou": s["miou"],
+               "pixel_accuracy": s["pixel_accuracy"]}
+        for part in ("seen", "unseen"):
+            row[f"{part}_miou_d2_legacy"] = s[part]["miou_d2_legacy"]
+            row[f"{part}_miou"] = s[part]["miou"]
+        rows.append(row)
+    return rows
+
+
+SWEEP_COLUMNS = ("lambda", "miou_d2_legacy", "seen_miou_d2_legacy", "unseen_miou_d2_legacy",
+                 "miou", "seen_miou", "unseen_miou", "pixel_accuracy")
+
+
+def lambda_sweep_csv(rows: list[dict]) -> bytes:
+    """The sweep's rows as CSV (a DVC plot), 6 decimals; an empty cell where a score is
+    undefined (no unseen class in the ground truth)."""
+    lines = [",".join(SWEEP_COLUMNS)]
+    for r in rows:
+        lines.append(",".join("" if r[c] is None else f"{r[c]:.6f}" for c in SWEEP_COLUMNS))
+    return ("\n".join(lines) + "\n").encode()

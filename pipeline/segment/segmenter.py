@@ -13,7 +13,39 @@ import torch
 from pipeline.clip.mask_classifier import CLIP_LOGIT_SCALE, crop_cosines, crops_for_clip
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, class_logits
-from pipeline.segment.two_stage import crop_masks, label_map, maskformer_probs, variant_probs
+from pipeline.segment.two_stage import (
+    crop_masks,
+    fused_labels,
+    mask_probs,
+    maskformer_probs,
+    variant_probs,
+)
+
+
+@dataclass
+class MaskPredictions:
+    """One image's two-stage evidence before the ensemble: per mask, MaskFormer's and
+    CLIP's class probabilities; the label maps of any λ are a cheap recombination."""
+
+    p_maskformer: torch.Tensor  # (Q, K)
+    p_clip: torch.Tensor  # (Q, K), zero rows where the crop is empty
+    valid: torch.Tensor  # (Q,) bool, the mask's crop is not empty
+    mask_logits: torch.Tensor  # (Q, H, W) at the size of the image handed in
+
+    def label_maps(self, ensemble_lambda: float, size: tuple[int, int] | None = None,
+                   sweep: tuple[float, ...] = ()
+                   ) -> tuple[dict[str, torch.Tensor], dict[float, torch.Tensor]]:
+        """({"maskformer" | "clip" | "ensemble": (h, w) int64 label map}, {λ: ensemble
+        label map} for each λ of `sweep`), at `size` (h, w) (default: the image's): the
+        sigmoid masks resized bilinearly before the fusion (sem_seg_postprocess)."""
+        masks = mask_probs(self.mask_logits, size)
+        variants = {name: fused_labels(probs, masks[keep]) for name, (probs, keep) in
+                    variant_probs(self.p_maskformer, self.p_clip, self.valid,
+                                  ensemble_lambda).items()}
+        swept = {lam: fused_labels(variant_probs(self.p_maskformer, self.p_clip, self.valid,
+                                                 lam)["ensemble"][0], masks)
+                 for lam in sweep}
+        return variants, swept
 
 
 @dataclass
@@ -53,6 +85,13 @@ class Segmenter:
     def predict_batch(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """`predict` for several images (any sizes): one proposal-net forward for all, and
         the masked crops of all images through CLIP in shared batches."""
+        return [m.label_maps(self.ensemble_lambda)[0] for m in self.mask_predictions(images)]
+
+    @torch.no_grad()
+    def mask_predictions(self, images: list[torch.Tensor]) -> list[MaskPredictions]:
+        """(3, H, W) images in [0, 1] -> each image's per-mask probabilities and masks: one
+        proposal-net forward for all, the masked crops of all through CLIP in shared
+        batches (CLIP runs once per mask, whatever λ the label maps use later)."""
         logits, all_mask_logits = self.net_outputs(images)
         per_image = []
         for b, (image, mask_logits) in enumerate(zip(images, all_mask_logits)):
@@ -69,9 +108,7 @@ class Segmenter:
             p = torch.zeros_like(p_mf)
             p[valid] = p_clip[start:start + int(valid.sum())]
             start += int(valid.sum())
-            results.append({name: label_map(probs, mask_logits[keep])
-                            for name, (probs, keep) in variant_probs(
-                                p_mf, p, valid, self.ensemble_lambda).items()})
+            results.append(MaskPredictions(p_mf, p, valid, mask_logits))
         return results
 
 

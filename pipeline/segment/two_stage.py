@@ -9,6 +9,9 @@ Masks whose crop is empty (invalid) keep MaskFormer's probabilities in the ensem
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+LABEL_MAP_CHUNK = 1 << 25  # (K, rows, W) score elements per argmax block: ~128 MB float32
 
 
 def maskformer_probs(class_logits: torch.Tensor) -> torch.Tensor:
@@ -37,11 +40,33 @@ def semantic_scores(probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Ten
     return torch.einsum("qk,qhw->khw", probs, mask_logits.sigmoid())
 
 
+def mask_probs(mask_logits: torch.Tensor, size: tuple[int, int] | None = None
+               ) -> torch.Tensor:
+    """(Q, H, W) mask logits -> (Q, h, w) sigmoid masks, bilinear to `size` (h, w) if given.
+    The fused scores are linear in these masks, so fusing the resized masks equals
+    resizing the (K, H, W) scores as MaskFormer's sem_seg_postprocess does, at Q maps
+    instead of K."""
+    m = mask_logits.float().sigmoid()
+    if size is not None and tuple(size) != tuple(m.shape[-2:]):
+        m = F.interpolate(m[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return m
+
+
+def fused_labels(probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(Q, K) probabilities and (Q, H, W) sigmoid masks -> (H, W) int64 argmax_k of
+    sum_q probs[q, k] * masks[q] (class 0 where there are no masks), in blocks of rows so
+    that a large vocabulary at full resolution stays within memory."""
+    h, w = masks.shape[-2:]
+    if len(probs) == 0:
+        return torch.zeros((h, w), dtype=torch.long)
+    rows = max(1, LABEL_MAP_CHUNK // max(1, probs.shape[1] * w))
+    return torch.cat([torch.einsum("qk,qhw->khw", probs, masks[:, r:r + rows]).argmax(dim=0)
+                      for r in range(0, h, rows)])
+
+
 def label_map(probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
     """(H, W) int64 class of each pixel (class 0 where there are no masks)."""
-    if len(probs) == 0:
-        return torch.zeros(mask_logits.shape[-2:], dtype=torch.long)
-    return semantic_scores(probs, mask_logits).argmax(dim=0)
+    return fused_labels(probs, mask_probs(mask_logits))
 
 
 def variant_probs(p_maskformer: torch.Tensor, p_clip: torch.Tensor, valid: torch.Tensor,

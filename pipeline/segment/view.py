@@ -84,3 +84,27 @@ def class_iou_png(names: list[str], ious: list[float | None], seen: list[bool],
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return figure_png(fig, dpi=90)
+
+
+def lambda_sweep_png(rows: list[dict], used: float, title: str) -> bytes:
+    """The ensemble's mIoU (detectron2 <= 0.6) over all, seen and unseen classes against
+    λ, CLIP's share of the ensemble, with the λ the evaluation used marked. rows: as
+    pipeline/segment/evaluation.py's lambda_sweep_rows; none: a picture saying so."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    lams = [r["lambda"] for r in rows]
+    for key, label, colour in (("miou_d2_legacy", "all", "#222222"),
+                               ("seen_miou_d2_legacy", "seen", "#33658a"),
+                               ("unseen_miou_d2_legacy", "unseen", "#f6ae2d")):
+        ys = [np.nan if r[key] is None else r[key] for r in rows]
+        if rows and not np.isnan(ys).all():
+            ax.plot(lams, ys, marker="o", ms=3, lw=1.2, color=colour, label=label)
+    ax.axvline(used, color="#999999", ls="--", lw=1, label=f"used: λ = {used:g}")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("λ (CLIP's share of the ensemble)")
+    ax.set_ylabel("mIoU")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title if rows else f"{title}: no sweep (eval.lambda_sweep is empty)",
+                 fontsize=9)
+    fig.tight_layout()
+    return figure_png(fig, dpi=90)
