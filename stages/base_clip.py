@@ -24,6 +24,7 @@ from pipeline.clip import probe as probe
 from pipeline.clip.model import create_clip, model_config, pixel_stats, save_clip, tokenizer_for
 from pipeline.clip.pretrain import LOSS_COLUMNS, caption_batches, train_clip
 from pipeline.clip.region_probe import outline_only_control, zero_shot_probe
+from pipeline.clip.text_classifier import TEMPLATE_SETS
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.image_io import read_rgb
 from pipeline.data.layouts import iter_index, read_splits
@@ -83,7 +84,7 @@ def main(argv=None) -> None:
         "train_seconds": round(train_seconds, 1),
         "final_loss": round(float(np.mean([log.loss for log in logs[-20:]])), 4) if logs else None,
         "zero_shot": zero_shot_probe(model, tokenizer, splits["probe"], size, mean, std,
-                                     p.probe_batch_size),
+                                     p.probe_batch_size, TEMPLATE_SETS[p.templates]),
         "outline_only_control": outline_only_control(splits["train"], size, p.control_steps,
                                                      p.seed),
     }
@@ -97,9 +98,13 @@ def main(argv=None) -> None:
                        empty_title=f"no pretraining: loaded {p.pretrained}")
         write_json(metrics_path, metrics)
     zs = metrics["zero_shot"]
-    print(f"zero-shot top-1 (chance {zs['chance']:.3f}): whole {zs['whole_image']['all']:.3f}, "
-          f"crop mean-fill {zs['masked_crop_mean']['all']:.3f}, "
-          f"crop zero-fill {zs['masked_crop_zero']['all']:.3f}")
+    if zs["images"]:
+        print(f"zero-shot top-1 (chance {zs['chance']:.3f}): whole "
+              f"{zs['whole_image']['all']:.3f}, crop mean-fill "
+              f"{zs['masked_crop_mean']['all']:.3f}, crop zero-fill "
+              f"{zs['masked_crop_zero']['all']:.3f}")
+    else:
+        print(f"zero-shot probe: {zs['note']}")
     print("outline-only control:", {k: round(v["accuracy"], 3)
                                     for k, v in metrics["outline_only_control"].items()})
 

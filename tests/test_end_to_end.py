@@ -1,11 +1,8 @@
 """dvc repro on a copy of the repo with a reduced world: runs, caches, re-runs on change."""
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.repo_copy import copy_repo, git_commit, run, with_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -29,40 +27,11 @@ SMALL = {
 ADAPTATION_ROWS = ("base", "ft", "mpt", "ft_then_mpt")
 
 
-def run(cmd, cwd, env):
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, \
-        f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res.stdout + res.stderr
-
-
 def test_dvc_repro_cache_and_experiment(tmp_path):
     work = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    generated = ("data/", "metrics/", "models/clip_", ".dvc/cache", ".dvc/tmp", ".nltk_data/")
-    for f in files:
-        if (REPO / f).is_file() and not f.startswith(generated):
-            (work / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, work / f)
-    for lock in ("dvc.lock",):
-        (work / lock).unlink(missing_ok=True)
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    for section, values in SMALL.items():
-        params[section].update(values)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # The README's commands call .venv/bin/...; the environment's own PATH entry is left
-    # out on purpose: the stages' `python` must resolve to it all the same.
-    (work / ".venv").symlink_to(Path(sys.prefix))
-    # WordNet: where `make` installed it for this checkout (the copy has no .nltk_data).
-    env = dict(os.environ, PYTHONPATH=str(work), DVC_NO_ANALYTICS="1",
-               NLTK_DATA=os.environ.get("NLTK_DATA", str(REPO / ".nltk_data")),
-               PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
-                                    if Path(p).resolve() != Path(sys.prefix).resolve() / "bin"))
+    params = with_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), SMALL)
+    env = copy_repo(work, params)
     dvc = [".venv/bin/dvc"]
-    run(["git", "init", "-q"], work, env)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work, env)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work, env)
 
     out = run(dvc + ["repro"], work, env)
     for stage in ("check_params", "prepare_data", "base_clip", "train_proposals",
@@ -86,8 +55,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     out = run(dvc + ["repro"], work, env)
     assert "Running stage" not in out
 
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work, env)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "lock"], work, env)
+    git_commit(work, env, "lock")
     # a prompt-tuning param re-runs prompt tuning and what follows, not finetuning
     out = run(dvc + ["exp", "run", "-S", "mpt.depth=2"], work, env)
     assert "Running stage 'prompt_tune'" in out and "Running stage 'adaptation_report'" in out

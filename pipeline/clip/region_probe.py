@@ -12,7 +12,7 @@ import torch
 
 from pipeline.clip import probe
 from pipeline.clip.masked_crops import masked_crops
-from pipeline.clip.text_classifier import text_classifier
+from pipeline.clip.text_classifier import VILD_TEMPLATES, text_classifier
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split, iter_index
@@ -22,15 +22,18 @@ MIN_PROBE_PIXELS = 16
 
 
 def zero_shot_probe(model, tokenizer, split: Split, size: int, mean: torch.Tensor,
-                    std: torch.Tensor, batch_size: int) -> dict:
+                    std: torch.Tensor, batch_size: int, templates=VILD_TEMPLATES) -> dict:
     """Top-1 over the thing classes of `split` (the probe split) on its single-thing images:
-    whole image, masked crop mean-filled, masked crop zero-filled; seen and unseen apart."""
+    whole image, masked crop mean-filled, masked crop zero-filled; seen and unseen apart.
+    A split without single-thing images gives {"images": 0, "note": why} (a real subset
+    may have none among its first data.coco.probe_images images)."""
     classes = load_class_list(split.classes)
     thing_ids = [i for i, t in enumerate(classes.isthing) if t]
     position = {c: k for k, c in enumerate(thing_ids)}
     views = {"whole_image": [], "masked_crop_mean": [], "masked_crop_zero": []}
-    targets = []
+    targets, scanned = [], 0
     for row in iter_index(split.index):
+        scanned += 1
         labels = read_labels(Path(split.label_dir) / row.label_file)
         seg = probe.single_thing_segment(probe.label_segments(row.image_id, labels),
                                          classes.isthing, MIN_PROBE_PIXELS)
@@ -42,11 +45,13 @@ def zero_shot_probe(model, tokenizer, split: Split, size: int, mean: torch.Tenso
             views[key].append(v)
         targets.append(position[seg.label])
     if not targets:
-        raise RuntimeError(f"no single-thing probe images in {split.index}")
-    classifier = text_classifier(model, tokenizer, [classes.names[i] for i in thing_ids])
+        return {"images": 0, "note": f"none of the {scanned} images of {split.index} shows a "
+                                     "single thing: no probe (data.coco.probe_images scans more)"}
+    classifier = text_classifier(model, tokenizer, [classes.names[i] for i in thing_ids],
+                                 templates)
     target = torch.tensor(targets)
     seen = torch.tensor([classes.seen[i] for i in thing_ids])
-    out = {"classes": len(thing_ids), "chance": 1.0 / len(thing_ids)}
+    out = {"images": len(targets), "classes": len(thing_ids), "chance": 1.0 / len(thing_ids)}
     for key, v in views.items():
         x = probe.normalize(torch.stack(v), mean, std)
         pred = probe.zero_shot_predictions(model, x, classifier, batch_size)
