@@ -6,7 +6,8 @@ from pipeline.segment.metrics import confusion_matrix, segmentation_scores
 from pipeline.segment.two_stage import (
     crop_masks,
     ensemble,
-    label_map,
+    fused_labels,
+    mask_probs,
     maskformer_probs,
     semantic_scores,
     variant_probs,
@@ -65,7 +66,7 @@ def test_ensemble_and_fusion_follow_the_formulas():
     for k in range(5):
         want = sum(p[q, k] * torch.sigmoid(masks[q]) for q in range(4))
         assert torch.allclose(scores[k], want, atol=1e-6)
-    assert torch.equal(label_map(p, masks), scores.argmax(0))
+    assert torch.equal(fused_labels(p, mask_probs(masks)), scores.argmax(0))
     assert torch.equal(crop_masks(masks, 0.4), torch.sigmoid(masks) > 0.4)
 
 
@@ -76,12 +77,11 @@ def test_variants_drop_invalid_masks_only_for_clip():
     assert torch.equal(v["clip"][0], p_clip[valid]) and v["clip"][1].tolist() == [1, 0, 1]
     assert torch.allclose(v["ensemble"][0][1], p_mf[1] ** 0.5)
     assert v["maskformer"][1].all()
-    assert label_map(torch.zeros(0, 2), torch.zeros(0, 3, 3)).shape == (3, 3)
+    assert fused_labels(torch.zeros(0, 2), torch.zeros(0, 3, 3)).shape == (3, 3)
 
 
 def test_fusion_in_row_blocks_and_at_another_size_match_the_whole_map(monkeypatch):
     from pipeline.segment import two_stage
-    from pipeline.segment.two_stage import fused_labels, mask_probs
 
     g = torch.Generator().manual_seed(1)
     p, logits = torch.rand(5, 7, generator=g), torch.randn(5, 9, 11, generator=g)

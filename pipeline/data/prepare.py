@@ -9,6 +9,7 @@ Both write into temporary folders the stage hands over and renames into place to
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -109,8 +110,6 @@ def prepare_coco(p: DataParams, out: Path, index_tmp: Path, paths: FinalPaths,
 def source_manifest(root: str | Path, files: list[tuple[str, str]]) -> dict:
     """{"root", "files", "sha256"}: the hash of every (folder/name, size in bytes) pair,
     in order: it changes when a real training file is added, dropped or rewritten."""
-    import hashlib
-
     h = hashlib.sha256()
     for folder, name in files:
         rel = str(Path(folder) / name)

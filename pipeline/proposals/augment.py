@@ -15,7 +15,9 @@ from PIL import Image
 # the net's normalisation mean (model.IMAGENET_MEAN) in 0-255: padded pixels become ~0
 # after it, as detectron2's zero padding of normalised images (MaskFormer pads 128)
 PAD_RGB = (124, 116, 104)
-MAX_LONG_SIDE = 4  # x crop_size; MaskFormer: MAX_SIZE_TRAIN 2048 at crop 512
+# long side at most this x the short side (training: x crop_size); MaskFormer:
+# MAX_SIZE_TRAIN / MAX_SIZE_TEST 2048 at 512, 2560 at 640
+MAX_LONG_SIDE = 4
 CROP_TRIES = 10  # detectron2 RandomCrop_CategoryAreaConstraint
 
 

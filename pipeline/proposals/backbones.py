@@ -158,10 +158,16 @@ def _check_keys(path: Path, model_name: str, want: dict, have: dict) -> None:
         raise ValueError("\n".join(lines))
 
 
+COUNTER = "num_batches_tracked"  # BatchNorm's step counter: not a weight; frozen BN has none
+
+
+def _weights(state: dict, skip=lambda k: False) -> dict[str, torch.Tensor]:
+    """A state dict's entries but its counters and `skip`'s keys."""
+    return {k: v for k, v in state.items() if not k.endswith(COUNTER) and not skip(k)}
+
+
 def _shapes(module: nn.Module, skip=lambda k: False) -> dict:
-    counter = "num_batches_tracked"  # not a weight, and frozen BatchNorm has none
-    return {k: v.shape for k, v in module.state_dict().items()
-            if not k.endswith(counter) and not skip(k)}
+    return {k: v.shape for k, v in _weights(module.state_dict(), skip).items()}
 
 
 def _timm_features_from_checkpoint(backbone: TimmBackbone, path: Path,
@@ -183,8 +189,7 @@ def _timm_features_from_checkpoint(backbone: TimmBackbone, path: Path,
     head = full.pretrained_cfg.get("classifier") or "fc"  # its size differs (1k, 22k)
     heads = (head,) if isinstance(head, str) else tuple(head)
     in_head = lambda k: any(k == h or k.startswith(h + ".") for h in heads)  # noqa: E731
-    have = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")
-            and not in_head(k) and torch.is_tensor(v)}
+    have = _weights({k: v for k, v in state.items() if torch.is_tensor(v)}, in_head)
     _check_keys(path, f"timm:{backbone.name}", _shapes(full, in_head), have)
     full.load_state_dict(have, strict=False)  # every non-head weight checked above
     # timm builds a features_only model by loading the full model and wrapping it, so it
@@ -210,11 +215,10 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     target = getattr(backbone, "body", backbone)
     state = _read_state(path)
     want = _shapes(target)
-    have = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    have = _weights(state)
     if isinstance(backbone, TimmBackbone) and set(have) != set(want):
-        have = _timm_features_from_checkpoint(backbone, path, state)
+        have = _weights(_timm_features_from_checkpoint(backbone, path, state))
     name = f"timm:{backbone.name}" if isinstance(backbone, TimmBackbone) else \
         type(target).__name__
-    _check_keys(path, name, want, {k: v for k, v in have.items()
-                                   if not k.endswith("num_batches_tracked")})
+    _check_keys(path, name, want, have)
     target.load_state_dict(have, strict=False)  # every weight checked above

@@ -9,10 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.proposals.augment import short_side_shape
+from pipeline.proposals.augment import MAX_LONG_SIDE, short_side_shape
 from pipeline.proposals.model import IMAGENET_MEAN
 
-MAX_LONG_SIDE = 4  # x short_side; MaskFormer: MAX_SIZE_TEST 2048 at 512
 MASK_STRIDE = 4  # the net's mask logits are at 1/4 of its input
 
 

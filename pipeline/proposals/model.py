@@ -156,10 +156,12 @@ def predict_proposals(model: ProposalNet, images: torch.Tensor, text: torch.Tens
 def image_proposals(mask_logits: torch.Tensor, scores: torch.Tensor, size: tuple[int, int],
                     min_score: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's (Q, h, w) mask logits -> masks (N, H, W) bool at the image's size
-    (bilinear upsampling, logit > 0) and their scores (N,): non-empty masks scoring at
-    least `min_score`, in query order."""
-    masks = F.interpolate(mask_logits[None].float(), size=size, mode="bilinear",
-                          align_corners=False)[0] > 0
+    (bilinear upsampling unless already there, logit > 0) and their scores (N,): non-empty
+    masks scoring at least `min_score`, in query order."""
+    if tuple(mask_logits.shape[-2:]) != tuple(size):
+        mask_logits = F.interpolate(mask_logits[None].float(), size=size, mode="bilinear",
+                                    align_corners=False)[0]
+    masks = mask_logits > 0
     keep = masks.flatten(1).any(1) & (scores >= min_score)
     return masks[keep], scores[keep]
 

@@ -24,8 +24,7 @@ from pipeline.data.eval_datasets import (
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
 from pipeline.data.validate import BadItems
-from pipeline.proposals.augment import short_side_shape
-from pipeline.proposals.inference import MAX_LONG_SIDE
+from pipeline.proposals.augment import MAX_LONG_SIDE, short_side_shape
 from pipeline.segment.metrics import confusion_matrix, segmentation_scores
 
 VARIANTS = ("maskformer", "clip", "ensemble")

@@ -15,6 +15,7 @@ from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.segment.two_stage import (
     crop_masks,
+    ensemble,
     fused_labels,
     mask_probs,
     maskformer_probs,
@@ -42,9 +43,8 @@ class MaskPredictions:
         variants = {name: fused_labels(probs, masks[keep]) for name, (probs, keep) in
                     variant_probs(self.p_maskformer, self.p_clip, self.valid,
                                   ensemble_lambda).items()}
-        swept = {lam: fused_labels(variant_probs(self.p_maskformer, self.p_clip, self.valid,
-                                                 lam)["ensemble"][0], masks)
-                 for lam in sweep}
+        swept = {lam: fused_labels(ensemble(self.p_maskformer, self.p_clip, self.valid, lam),
+                                   masks) for lam in sweep}
         return variants, swept
 
 

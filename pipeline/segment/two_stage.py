@@ -64,11 +64,6 @@ def fused_labels(probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
                       for r in range(0, h, rows)])
 
 
-def label_map(probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-    """(H, W) int64 class of each pixel (class 0 where there are no masks)."""
-    return fused_labels(probs, mask_probs(mask_logits))
-
-
 def variant_probs(p_maskformer: torch.Tensor, p_clip: torch.Tensor, valid: torch.Tensor,
                   ensemble_lambda: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The paper's Table 6 variants as {name: (probs (Q', K), which masks (Q,) bool)}:
