@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NLTK_DATA := $(CURDIR)/.nltk_data
 
-.PHONY: repro test lint env nltk clean-env
+.PHONY: repro test tables lint env nltk clean-env
 
 env: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ repro: env nltk
 
 test: env nltk
 	$(BIN)/python -m pytest -q
+
+# The paper's ablation tables on the miniature: every `dvc exp run` of
+# pipeline/report/paper_tables.py on 3 world seeds (resumes where it stopped), then the
+# committed report reports/paper_tables.{md,png}.
+tables: env nltk
+	$(BIN)/python -m reports.paper_tables run
+	$(BIN)/python -m reports.paper_tables render
 
 lint: env
 	$(BIN)/ruff check pipeline stages tests

@@ -268,7 +268,11 @@ class EvalParams:
                                check=_check_lambdas,
                                doc="ensemble weights also scored, from the same CLIP pass "
                                    "(OVSeg appendix A.5); empty: off")
-    fill: str = _spec("mean", choices=("mean", "zero"))
+    fill: str = _spec("mean", choices=("mean", "zero", "none"),
+                      doc="masked-crop background; none: crop without the mask, background "
+                          "kept (OVSeg appendix A.1)")
+    bottleneck: bool = _spec(True, doc="also score OVSeg Fig. 1(c)'s ground-truth masks + "
+                                       "CLIP and proposals + oracle classes")
     short_side: int = _spec(512, ge=0, doc="resize images to this short side, aspect kept "
                                            "(R101c: 512, Swin-B: 640); 0: as stored")
     max_images: int = _spec(0, ge=0, doc="evaluate the first N images; 0: all")

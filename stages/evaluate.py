@@ -12,7 +12,9 @@ with the pipeline's models, scored as OVSeg scores it (pipeline/segment/evaluati
 
 --adapted: the adapted CLIP (its adapted.json names the CLIP folder that goes with the
 prompts). --metrics: for the variants maskformer (proposal net alone), clip (masked-crop
-CLIP alone) and ensemble (OVSeg's Table 6): mIoU in both formulas, pixel accuracy,
+CLIP alone) and ensemble (OVSeg's Table 6), and with eval.bottleneck OVSeg Figure 1(c)'s
+gt_masks_clip (ground-truth segments classified by CLIP) and proposals_oracle (proposals
+labelled by the ground truth): mIoU in both formulas, pixel accuracy,
 per-class IoU, mIoU over classes seen and unseen in training; --iou-png: per-class IoU of
 the ensemble; --predictions-png: a few images beside their predictions; --lambda-*: the
 ensemble's mIoU (all, seen, unseen) at each λ of eval.lambda_sweep, from the same pass.
@@ -36,6 +38,7 @@ from pipeline.data.eval_datasets import canonical_eval_name
 from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
 from pipeline.params import load_params
+from pipeline.segment.bottleneck import BOTTLENECK_VARIANTS
 from pipeline.segment.evaluation import (
     VARIANTS,
     confusion_by_variant,
@@ -79,7 +82,7 @@ def main(argv=None) -> None:
                mininterval=2)
     conf, swept, panels = confusion_by_variant(segmenter, ds, p.images_per_batch,
                                                p.short_side, p.overlays, bar.update,
-                                               tuple(p.lambda_sweep))
+                                               tuple(p.lambda_sweep), p.bottleneck)
     bar.close()
     names = list(ds.classes.names)
     report = {"dataset": args.dataset, "images": len(ds.rows), "classes": len(names),
@@ -108,7 +111,7 @@ def main(argv=None) -> None:
             rows, lam, f"{args.dataset}: ensemble mIoU against λ"))
         if predictions_png is not None:  # no overlays asked for: the old picture stays
             atomic_write_bytes(predictions_path, predictions_png)
-    for v in VARIANTS:
+    for v in VARIANTS + (BOTTLENECK_VARIANTS if p.bottleneck else ()):
         s = report[v]
         print(f"{args.dataset} {v:>10}: mIoU {s['miou_d2_legacy']:.3f} (gt-only {s['miou']:.3f})"
               f", seen {s['seen']['miou_d2_legacy'] or 0:.3f}, unseen "

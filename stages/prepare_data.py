@@ -7,7 +7,8 @@ write the image index every later stage reads.
 
 --world: the synthetic files (for real data, coco/SOURCE.json: the training files'
 names and sizes); --index: splits.json, one index
-parquet and one class list per split; splits.json records the folders of each split's
+parquet and one class list per split, and world_digest.json (every --world file's bytes
+hashed: the stages that read the world depend on --index only); splits.json records the folders of each split's
 images and labels, which is how later stages find them. --check-metrics: what the check
 of the training split's images, label maps and captions found (pipeline/data/validate.py):
 images checked and indexed, and those left out by reason (data.bad_items: skip). Under
@@ -23,11 +24,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.data.class_lists import load_class_list
-from pipeline.data.files import json_bytes, staged_outputs
+from pipeline.data.files import json_bytes, staged_outputs, tree_digest
 from pipeline.data.layouts import LayoutError
 from pipeline.data.prepare import FinalPaths, prepare_coco, prepare_synthetic, recorded_params
 from pipeline.data.validate import BadItems
 from pipeline.params import load_params
+
+WORLD_DIGEST = "world_digest.json"  # in --index: the digest of everything under --world
 
 
 def main(argv=None) -> None:
@@ -62,6 +65,10 @@ def main(argv=None) -> None:
                 load_class_list(index_tmp / "classes" / Path(s["classes"]).name)
             (index_tmp / "splits.json").write_bytes(json_bytes(
                 {"source": p.source, "params": recorded_params(p), "splits": splits}))
+            # The later stages depend on data/index alone, not on the world's ~22K files
+            # (DVC hashes a directory dep several times per stage): this digest makes the
+            # index change whenever a byte of the world does.
+            (index_tmp / WORLD_DIGEST).write_bytes(json_bytes(tree_digest(world_tmp)))
             samples_tmp.write_bytes(samples_png)
             check_tmp.write_bytes(json_bytes(check))
     except LayoutError as e:  # a bad layout or item: its message, not a traceback

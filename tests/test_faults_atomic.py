@@ -241,3 +241,20 @@ def test_a_failed_extract_part_leaves_the_shared_folder_alone(tiny, monkeypatch)
     monkeypatch.undo()
     module.main(argv)
     assert tree(folder, metrics) == before and strays(tiny) == []  # same bytes again
+
+
+def test_tree_digest_follows_every_byte_and_name_not_the_writing_order(tmp_path):
+    from pipeline.data.files import tree_digest
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, order in ((a, ("x/1.png", "y.jpg")), (b, ("y.jpg", "x/1.png"))):
+        for name in order:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(name.encode() * 3)
+    assert tree_digest(a) == tree_digest(b)
+    assert tree_digest(a)["files"] == 2 and tree_digest(a)["bytes"] == 3 * (7 + 5)
+    (b / "y.jpg").write_bytes(b"y.jpgy.jpgy.jph")  # one byte
+    assert tree_digest(a)["sha256"] != tree_digest(b)["sha256"]
+    (b / "y.jpg").write_bytes(b"y.jpg" * 3)
+    (b / "y.jpg").rename(b / "z.jpg")  # one name
+    assert tree_digest(a)["sha256"] != tree_digest(b)["sha256"]

@@ -28,7 +28,7 @@ def scene(seed=0):
 @pytest.mark.parametrize("with_prompts", [False, True])
 def test_probabilities_follow_the_formula(model, with_prompts):
     image, masks, text = scene()
-    prompts = torch.randn(2, 64, 96) if with_prompts else None
+    prompts = torch.randn(2, 64, model.visual.transformer.width) if with_prompts else None
     probs, valid = classify_masks(model, image, masks, text, prompts, batch_size=2)
     assert valid.tolist() == [True, True, False, True]
     mean, std = pixel_stats(model)

@@ -9,9 +9,10 @@ from pipeline.clip.mask_prompts import (
     patch_foreground,
     save_prompts,
 )
-from pipeline.clip.model import create_clip
+from pipeline.clip.model import create_clip, model_config
 
-BLOCKS = 4  # ovseg-tiny-vit: 64 px images, 8 px patches (8x8 grid), width 96, 4 blocks
+BLOCKS = 12  # ovseg-tiny-vit: 64 px images, 8 px patches (8x8 grid), 12 blocks as ViT-B
+WIDTH = model_config("ovseg-tiny-vit")["vision_cfg"]["width"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_mpt_forward_matches_formula(model, depth):
     g = torch.Generator().manual_seed(depth)
     images = torch.randn(5, 3, 64, 64, generator=g)
     masks = random_masks(5, depth)
-    prompts = torch.randn(depth, 64, 96, generator=g)
+    prompts = torch.randn(depth, 64, WIDTH, generator=g)
     with torch.no_grad():
         got = encode_image(model, images, masks, prompts)
         want = reference_forward(model.visual, images, masks, prompts)
@@ -73,7 +74,7 @@ def test_mpt_forward_matches_formula(model, depth):
 
 def test_no_mask_is_plain_open_clip(model):
     images = torch.randn(3, 3, 64, 64)
-    prompts = torch.randn(2, 64, 96)
+    prompts = torch.randn(2, 64, WIDTH)
     with torch.no_grad():
         assert torch.equal(encode_image(model, images), model.encode_image(images))
         assert torch.equal(encode_image(model, images, None, prompts), model.visual(images))
@@ -109,11 +110,11 @@ def test_depth_outside_blocks_is_a_clear_error(model):
             MaskPrompts.for_model(model, bad)
     with pytest.raises(ValueError, match="do not fit"):
         encode_image(model, torch.randn(1, 3, 64, 64), torch.ones(1, 64, 64, dtype=torch.bool),
-                     torch.zeros(2, 49, 96))
+                     torch.zeros(2, 49, WIDTH))
 
 
 def test_prompts_round_trip_as_their_own_file(tmp_path, model):
-    prompts = torch.randn(3, 64, 96)
+    prompts = torch.randn(3, 64, WIDTH)
     save_prompts(prompts, tmp_path / "p.safetensors", {"arch": "ovseg-tiny-vit", "depth": 3})
     loaded, meta = load_prompts(tmp_path / "p.safetensors")
     assert torch.equal(loaded, prompts) and meta == {"arch": "ovseg-tiny-vit", "depth": 3}

@@ -93,3 +93,11 @@ def test_surface_forms_keep_the_caption_words(wordnet):
 def test_tokenize_drops_possessives_and_punctuation():
     assert tokenize("A man's hat, a dog-bed; CAFÉ!") == ["a", "man", "hat", "a", "dog-bed",
                                                          "cafe"]
+
+
+def test_the_reader_skips_nltks_multilingual_version_map(wordnet):
+    """nltk maps WordNet versions for OMW lookups on every load (over half the load time);
+    without OMW data nothing reads the map, and the English lookups are unchanged."""
+    assert wordnet.map30 is None and wordnet._omw_reader is None
+    assert wordnet.synsets("traffic_light")[0].name() == "traffic_light.n.01"
+    assert wordnet.morphy("dogs", "n") == "dog"

@@ -95,7 +95,7 @@ def test_a_file_must_set_every_key(tmp_path):
 
 @pytest.mark.parametrize("sections, message", [
     ({"mpt": {"depth": 99}}, "'mpt.depth' = 99; must be between 1 and the number of ViT "
-                             "blocks of clip.arch 'ovseg-tiny-vit' \\(4\\)"),
+                             "blocks of clip.arch 'ovseg-tiny-vit' \\(12\\)"),
     ({"shards": {"crop_size": 224}}, "'shards.crop_size' = 224 must equal the input size "
                                      "of clip.arch 'ovseg-tiny-vit' \\(64\\)"),
     ({"clip": {"arch": "ViT-B-16"}}, "'shards.crop_size' = 64 must equal the input size of "

@@ -4,6 +4,7 @@ behind, and so that the same content always gives the same bytes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -101,3 +102,17 @@ def figure_png(fig, dpi: int) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
+
+
+def tree_digest(root: str | Path) -> dict:
+    """{"files", "bytes", "sha256"} of every file under `root`: SHA-256 over the sorted
+    relative paths and contents, so it changes whenever any byte or name does."""
+    root = Path(root)
+    h, files, size = hashlib.sha256(), 0, 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        rel = path.relative_to(root).as_posix().encode()
+        h.update(len(rel).to_bytes(8, "little") + rel + len(data).to_bytes(8, "little"))
+        h.update(data)
+        files, size = files + 1, size + len(data)
+    return {"files": files, "bytes": size, "sha256": h.hexdigest()}

@@ -59,8 +59,15 @@ def wordnet_reader(data_dir: str | Path | None = None):
     for d in (data_dir, os.environ.get("NLTK_DATA"), DEFAULT_DIR):
         if d and str(Path(d).resolve()) not in nltk.data.path:
             nltk.data.path.insert(0, str(Path(d).resolve()))
+    class EnglishWordNet(WordNetCorpusReader):
+        """No OMW version map: nltk builds it on every load (over half the load time, about
+        10 s on 2 cores) for multilingual lookups only, and this reader has no OMW data."""
+
+        def map_wn(self, version="wordnet"):
+            return None
+
     try:
-        reader = WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
+        reader = EnglishWordNet(nltk.data.find("corpora/wordnet"), None)
         if reader.synsets("dog") and reader.synsets("traffic_light"):
             return reader
     except Exception:

@@ -25,7 +25,14 @@ from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
 from pipeline.data.validate import BadItems
 from pipeline.proposals.augment import MAX_LONG_SIDE, short_side_shape
+from pipeline.segment.bottleneck import (
+    BOTTLENECK_VARIANTS,
+    gt_segments,
+    oracle_label_map,
+    segment_label_map,
+)
 from pipeline.segment.metrics import confusion_matrix, segmentation_scores
+from pipeline.segment.two_stage import mask_probs
 
 VARIANTS = ("maskformer", "clip", "ensemble")
 
@@ -86,8 +93,35 @@ def resized_image(image: np.ndarray, short_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
+def image_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, h, w) float in [0, 1], resized bilinearly to `size` (h, w)
+    when given and different."""
+    if size is not None and tuple(size) != image.shape[:2]:
+        image = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR))
+    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+
+
+def bottleneck_label_maps(segmenter, image: np.ndarray, labels: np.ndarray,
+                          mask_logits: torch.Tensor, num_classes: int, ignore: int
+                          ) -> dict[str, np.ndarray]:
+    """OVSeg Figure 1(c)'s two label maps of one image (pipeline/segment/bottleneck.py):
+    its ground-truth segments classified by the segmenter's CLIP on crops of the image at
+    the label map's size, and its proposals (mask logits at any size) labelled by the
+    oracle."""
+    classes, segments = gt_segments(labels, ignore)
+    out = {"gt_masks_clip": np.zeros(labels.shape, dtype=np.int64)}
+    if len(classes):
+        probs = segmenter.classify_regions(image_tensor(image, labels.shape), segments)
+        out["gt_masks_clip"] = segment_label_map(labels, classes, probs.argmax(1).numpy(),
+                                                 ignore)
+    out["proposals_oracle"] = oracle_label_map(mask_probs(mask_logits, labels.shape), labels,
+                                               num_classes, ignore, segmenter.mask_threshold)
+    return out
+
+
 def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_side: int,
-                         overlays: int, on_batch=lambda n: None, sweep: tuple[float, ...] = ()
+                         overlays: int, on_batch=lambda n: None, sweep: tuple[float, ...] = (),
+                         bottleneck: bool = False
                          ) -> tuple[dict[str, np.ndarray], dict[float, np.ndarray], list[dict]]:
     """(variant -> (K, K) confusion matrix over `ds`'s rows, λ -> the ensemble's confusion
     matrix at that λ for each λ of `sweep`, the first `overlays` images with their ground
@@ -95,17 +129,18 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
     predictions are scored against the label map at the label map's own size (OVSeg's
     evaluation: sem_seg_postprocess to the original height and width). The sweep reuses
     each mask's CLIP probabilities: only the ensemble and the fusion run per λ.
+    bottleneck: also the matrices of BOTTLENECK_VARIANTS (`bottleneck_label_maps`).
     on_batch(n) after each batch of n images."""
     k = len(ds.classes)
-    conf = {v: np.zeros((k, k), dtype=np.int64) for v in VARIANTS}
+    conf = {v: np.zeros((k, k), dtype=np.int64)
+            for v in VARIANTS + (BOTTLENECK_VARIANTS if bottleneck else ())}
     swept = {lam: np.zeros((k, k), dtype=np.int64) for lam in sweep}
     panels = []
     for i in range(0, len(ds.rows), images_per_batch):
         loaded = [(read_rgb(ds.image_dir / r.file_name), read_labels(ds.label_dir / r.label_file))
                   for r in ds.rows[i:i + images_per_batch]]
-        found = segmenter.mask_predictions([
-            torch.from_numpy(resized_image(im, short_side).copy()).permute(2, 0, 1).float() / 255
-            for im, _ in loaded])
+        found = segmenter.mask_predictions([image_tensor(resized_image(im, short_side))
+                                            for im, _ in loaded])
         for (image, labels), masks in zip(loaded, found):
             pred, by_lambda = masks.label_maps(segmenter.ensemble_lambda, labels.shape, sweep)
             pred = {v: m.numpy() for v, m in pred.items()}
@@ -113,6 +148,10 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
                 conf[v] += confusion_matrix(pred[v], labels, k, ds.ignore_label)
             for lam, m in by_lambda.items():
                 swept[lam] += confusion_matrix(m.numpy(), labels, k, ds.ignore_label)
+            if bottleneck:
+                for v, m in bottleneck_label_maps(segmenter, image, labels, masks.mask_logits,
+                                                  k, ds.ignore_label).items():
+                    conf[v] += confusion_matrix(m, labels, k, ds.ignore_label)
             if len(panels) < overlays:
                 panels.append({"image": image, "gt": labels, **pred})
         on_batch(len(loaded))
@@ -120,9 +159,10 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
 
 
 def variant_scores(conf: dict[str, np.ndarray], ds: EvalSet) -> dict[str, dict]:
-    """variant -> segmentation scores, per-class IoU keyed by class name."""
+    """variant -> segmentation scores, per-class IoU keyed by class name, for each variant
+    of `conf`."""
     out = {}
-    for v in VARIANTS:
+    for v in conf:
         scores = segmentation_scores(conf[v], np.array(ds.seen))
         scores["per_class_iou"] = dict(zip(ds.classes.names, scores["per_class_iou"]))
         out[v] = scores

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.clip.mask_classifier import CLIP_LOGIT_SCALE, crop_cosines, crops_for_clip
+from pipeline.clip.mask_classifier import (
+    CLIP_LOGIT_SCALE,
+    classify_masks,
+    crop_cosines,
+    crops_for_clip,
+)
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.segment.two_stage import (
@@ -67,6 +72,14 @@ class Segmenter:
         """image (3, H, W) in [0, 1] -> {"maskformer" | "clip" | "ensemble": (H, W) int64
         label map}."""
         return self.predict_batch([image])[0]
+
+    @torch.no_grad()
+    def classify_regions(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """CLIP alone on given masks: image (3, H, W) in [0, 1], masks (N, H, W) bool ->
+        (N, K) class probabilities of each mask's crop (zero rows for empty masks)."""
+        probs, _ = classify_masks(self.clip, image, masks, self.clip_text, self.prompts,
+                                  self.fill, batch_size=self.batch_size)
+        return probs
 
     @torch.no_grad()
     def net_outputs(self, images: list[torch.Tensor]

@@ -1,0 +1,207 @@
+"""The paper's tables on the miniature, from `dvc exp show --json`: each row's mIoU as the
+mean ± spread over world seeds, beside the paper's number, and each claim's verdict.
+
+Spread is half the range over seeds (the row is mean ± spread, every seed inside). A claim
+"A beats B" is reproduced only when A's mean exceeds B's by more than the two spreads
+together, so that the seeds' intervals do not overlap; the per-seed signs are shown too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.report.paper_tables import TABLES, Claim, Table
+
+SPLITS = ("world_full", "world_things")  # the world's evaluation splits
+PARTS = ("all", "seen", "unseen")
+
+
+def run_name(experiment: str, seed: int) -> str:
+    return f"{experiment}-s{seed}"
+
+
+def _metrics_of(entry: dict) -> dict:
+    """{metrics file: its data} of one `dvc exp show --json` revision."""
+    data = entry.get("data") or {}
+    return {path: (v or {}).get("data", {}) for path, v in (data.get("metrics") or {}).items()}
+
+
+def experiments_in(exp_show: list) -> dict[str, dict]:
+    """{experiment name: {metrics file: data}} of every named experiment in a
+    `dvc exp show --json` listing (all baselines)."""
+    out = {}
+    for baseline in exp_show:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                if rev.get("name"):
+                    out[rev["name"]] = _metrics_of(rev)
+    return out
+
+
+def trimmed(metrics: dict) -> dict:
+    """What the report reads of a run's metrics: each evaluation split's variants' mIoU
+    (detectron2 <= 0.6) over all, seen and unseen classes, and the mining metrics."""
+    out = {}
+    for split in SPLITS:
+        report = metrics.get(f"metrics/eval/{split}.json")
+        if not report:
+            continue
+        out[split] = {v: {"all": s.get("miou_d2_legacy"),
+                          "seen": (s.get("seen") or {}).get("miou_d2_legacy"),
+                          "unseen": (s.get("unseen") or {}).get("miou_d2_legacy")}
+                      for v, s in report.items() if isinstance(s, dict) and "miou" in s}
+    mining = metrics.get("metrics/mining.json")
+    if mining:
+        out["mining"] = {"pairs": mining.get("pairs"), "unique_nouns": mining.get("unique_nouns"),
+                         "precision": (mining.get("precision_iou50") or {}).get("precision")}
+    return out
+
+
+@dataclass(frozen=True)
+class Stat:
+    values: tuple[float, ...]  # one per seed, in seed order
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def spread(self) -> float:
+        return float(np.ptp(self.values) / 2)
+
+    def cell(self, scale: float = 100.0) -> str:
+        return f"{self.mean * scale:.1f} ± {self.spread * scale:.1f}"
+
+
+def row_stat(runs: dict[str, dict], experiment: str, variant: str, split: str, part: str,
+             seeds: list[int]) -> Stat | None:
+    """The row's values over the seeds, or None when a seed's run or value is missing."""
+    values = []
+    for seed in seeds:
+        v = runs.get(run_name(experiment, seed), {}).get(split, {}).get(variant, {}).get(part)
+        if v is None:
+            return None
+        values.append(v)
+    return Stat(tuple(values))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    split: str
+    difference: float | None  # mean(better) - mean(worse)
+    spread: float | None  # spread(better) + spread(worse)
+    seeds_agreeing: int  # seeds where better > worse
+    seeds: int
+
+    @property
+    def reproduced(self) -> bool | None:
+        if self.difference is None:
+            return None
+        return self.difference > self.spread
+
+    @property
+    def verdict(self) -> str:
+        if self.reproduced is None:
+            return "not run"
+        if self.reproduced:
+            return "reproduced"
+        return "opposite" if -self.difference > self.spread else "within spread"
+
+
+def claim_verdict(table: Table, claim: Claim, runs: dict, split: str, seeds: list[int],
+                  part: str = "all") -> Verdict:
+    rows = {r.label: r for r in table.rows}
+    a, b = (row_stat(runs, rows[k].experiment, rows[k].variant, split, part, seeds)
+            for k in (claim.better, claim.worse))
+    if a is None or b is None:
+        return Verdict(claim, split, None, None, 0, len(seeds))
+    agree = sum(x > y for x, y in zip(a.values, b.values))
+    return Verdict(claim, split, a.mean - b.mean, a.spread + b.spread, agree, len(seeds))
+
+
+def all_verdicts(runs: dict, seeds: list[int]) -> list[tuple[Table, Verdict]]:
+    return [(t, claim_verdict(t, c, runs, split, seeds))
+            for t in TABLES for c in t.claims for split in SPLITS]
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:+.1f}"
+
+
+def table_markdown(table: Table, runs: dict, seeds: list[int]) -> str:
+    head = ["row", "paper (A-150)"] + [f"{s} {p}" for s in SPLITS for p in PARTS]
+    lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for r in table.rows:
+        cells = [r.label, "–" if r.paper is None else f"{r.paper:.1f}"]
+        for split in SPLITS:
+            for part in PARTS:
+                s = row_stat(runs, r.experiment, r.variant, split, part, seeds)
+                cells.append("not run" if s is None else s.cell())
+        lines.append("| " + " | ".join(cells) + " |")
+    if table.note:
+        lines += ["", table.note]
+    return "\n".join(lines)
+
+
+def claims_markdown(runs: dict, seeds: list[int]) -> str:
+    lines = ["| table | claim (paper: A beats B) | paper A − B | split | miniature A − B | "
+             "spread | seeds A > B | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for table, v in all_verdicts(runs, seeds):
+        rows = {r.label: r for r in table.rows}
+        pa, pb = rows[v.claim.better].paper, rows[v.claim.worse].paper
+        paper = "–" if pa is None or pb is None else f"{pa - pb:+.1f}"
+        lines.append(f"| {table.key} | {v.claim.better} > {v.claim.worse} | {paper} | {v.split} "
+                     f"| {_pct(v.difference)} | "
+                     f"{'–' if v.spread is None else f'{v.spread * 100:.1f}'} | "
+                     f"{v.seeds_agreeing}/{v.seeds} | {v.verdict} |")
+    return "\n".join(lines)
+
+
+def report_markdown(runs: dict, seeds: list[int], header: str = "") -> str:
+    """The whole report: the claims table, then each table with the paper's numbers."""
+    verdicts = [v for _, v in all_verdicts(runs, seeds)]
+    done = sum(v.reproduced is not None for v in verdicts)
+    ok = sum(bool(v.reproduced) for v in verdicts)
+    parts = [header.strip(), "",
+             f"Seeds (data.seed): {', '.join(map(str, seeds))}. mIoU (%, detectron2 <= 0.6 "
+             "formula) as mean ± spread (half the range over seeds). A claim is reproduced "
+             "when the miniature's difference exceeds the two rows' spreads together.",
+             "", f"**{ok} of {done} claim checks reproduced** ({len(verdicts)} checks: each "
+             f"claim on {' and '.join(SPLITS)}).", "", "## Claims", "",
+             claims_markdown(runs, seeds), "", "## Tables", ""]
+    parts += [table_markdown(t, runs, seeds) + "\n" for t in TABLES]
+    return "\n".join(parts).strip() + "\n"
+
+
+def report_png(runs: dict, seeds: list[int]) -> bytes:
+    """One panel per table: the miniature's ensemble (or variant) mIoU on each split, mean
+    with the spread as error bars, and the paper's number as a marker (its own axis)."""
+    from pipeline.training.plots import figure_png, plt
+
+    fig, axes = plt.subplots(len(TABLES), 1, figsize=(9, 2.6 * len(TABLES)), squeeze=False)
+    width = 0.8 / len(SPLITS)
+    for ax, table in zip(axes[:, 0], TABLES):
+        x = np.arange(len(table.rows))
+        for j, split in enumerate(SPLITS):
+            stats = [row_stat(runs, r.experiment, r.variant, split, "all", seeds)
+                     for r in table.rows]
+            ax.bar(x + (j - (len(SPLITS) - 1) / 2) * width,
+                   [s.mean * 100 if s else 0 for s in stats], width,
+                   yerr=[s.spread * 100 if s else 0 for s in stats], capsize=3, label=split)
+        paper = ax.twinx()
+        paper.plot(x, [np.nan if r.paper is None else r.paper for r in table.rows], "kD",
+                   label="paper (A-150, right axis)")
+        paper.set_ylabel("paper mIoU")
+        ax.set_xticks(x, [r.label for r in table.rows], fontsize=7, rotation=12)
+        ax.set_ylabel("miniature mIoU")
+        ax.set_title(table.title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        if table is TABLES[0]:
+            ax.legend(fontsize=7, loc="upper left")
+            paper.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return figure_png(fig, dpi=80)

@@ -1,0 +1,127 @@
+"""The paper's ablations on the miniature (`make tables`): every experiment of
+pipeline/report/paper_tables.py as a `dvc exp run` on each world seed, then the report.
+
+    python -m reports.paper_tables run [--seeds 0 1 2] [--only default base ...]
+    python -m reports.paper_tables render [--exp-show dump.json]
+
+run: each (experiment, seed) not yet in reports/paper_tables/runs.json runs as
+`dvc exp run --temp -n <experiment>-s<seed> -S data.seed=<seed> -S ... evaluate` (a
+temporary copy of the checkout, so the workspace is left alone; unchanged stages come from
+DVC's run cache), then what the report reads of its metrics is taken from
+`dvc exp show --json` and added to runs.json, one run at a time: an interrupted run loses
+at most the experiment in flight, and the next `run` carries on from there.
+render: reports/paper_tables.md and .png from runs.json (plus, with --exp-show, the
+experiments of a saved `dvc exp show --json` listing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.data.files import atomic_write_bytes, write_json
+from pipeline.report.paper_tables import EXPERIMENTS, table_experiments
+from pipeline.report.summary import (
+    experiments_in,
+    report_markdown,
+    report_png,
+    run_name,
+    trimmed,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "reports"
+RUNS = OUT / "paper_tables" / "runs.json"
+SEEDS = (0, 1, 2)
+HEADER = """# OVSeg's tables on the miniature
+
+Regenerate with `make tables` (every experiment on every seed, then this page) or
+`.venv/bin/python -m reports.paper_tables render` (this page from
+`reports/paper_tables/runs.json`). Experiments: `pipeline/report/paper_tables.py`.
+Paper: Swin-B + ViT-L/14, ADE-150 mIoU. Miniature: the embedded world and its 12-block
+CLIP, ensemble mIoU on the world's two evaluation splits unless the row names a variant.
+"""
+
+
+def load_runs(path: Path = RUNS) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1",
+               NLTK_DATA=os.environ.get("NLTK_DATA", str(REPO / ".nltk_data")))
+    return subprocess.run([str(Path(sys.prefix) / "bin" / "dvc"), *args], cwd=REPO, env=env,
+                          check=True, text=True, capture_output=capture)
+
+
+def run_one(experiment: str, seed: int) -> dict:
+    name = run_name(experiment, seed)
+    overrides = {"data.seed": str(seed), **EXPERIMENTS[experiment]}
+    subprocess.run([str(Path(sys.prefix) / "bin" / "dvc"), "exp", "remove", name], cwd=REPO,
+                   capture_output=True)  # a failed earlier attempt of the same name
+    t0 = time.time()
+    dvc("exp", "run", "--temp", "-n", name,
+        *[a for k, v in overrides.items() for a in ("-S", f"{k}={v}")], "evaluate")
+    seconds = time.time() - t0
+    listing = json.loads(dvc("exp", "show", "--json", capture=True).stdout)
+    metrics = experiments_in(listing).get(name)
+    if metrics is None:
+        raise SystemExit(f"dvc exp show lists no experiment {name} after its run")
+    return {"experiment": experiment, "seed": seed, "overrides": overrides,
+            "seconds": round(seconds, 1), "metrics": trimmed(metrics)}
+
+
+def run(seeds: list[int], only: list[str] | None) -> None:
+    runs = load_runs()
+    todo = [(e, s) for s in seeds for e in (only or table_experiments())
+            if run_name(e, s) not in runs]
+    print(f"{len(todo)} experiment runs to do, {len(runs)} already in {RUNS.relative_to(REPO)}")
+    for k, (experiment, seed) in enumerate(todo):
+        print(f"[{k + 1}/{len(todo)}] {run_name(experiment, seed)}: "
+              f"{EXPERIMENTS[experiment] or 'params.yaml as it is'}", flush=True)
+        runs[run_name(experiment, seed)] = run_one(experiment, seed)
+        RUNS.parent.mkdir(parents=True, exist_ok=True)
+        write_json(RUNS, dict(sorted(runs.items())))
+
+
+def seeds_of(runs: dict) -> list[int]:
+    return sorted({r["seed"] for r in runs.values()})
+
+
+def render(exp_show: Path | None) -> None:
+    runs = {k: r["metrics"] for k, r in load_runs().items()}
+    seeds = seeds_of(load_runs())
+    if exp_show is not None:
+        runs.update({k: trimmed(m) for k, m in
+                     experiments_in(json.loads(exp_show.read_text())).items()})
+    seconds = sum(r.get("seconds", 0) for r in load_runs().values())
+    header = HEADER + (f"\n{len(runs)} runs; their `dvc exp run` wall time on the machine "
+                       f"that ran them: {seconds / 60:.0f} minutes.\n" if runs else "")
+    atomic_write_bytes(OUT / "paper_tables.md", report_markdown(runs, seeds, header).encode())
+    atomic_write_bytes(OUT / "paper_tables.png", report_png(runs, seeds))
+    print(f"wrote {OUT / 'paper_tables.md'} and .png from {len(runs)} runs, seeds {seeds}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    r.add_argument("--only", nargs="+", choices=list(EXPERIMENTS))
+    g = sub.add_parser("render")
+    g.add_argument("--exp-show", type=Path)
+    args = ap.parse_args(argv)
+    if args.command == "run":
+        run(args.seeds, args.only)
+    else:
+        render(args.exp_show)
+
+
+if __name__ == "__main__":
+    main()

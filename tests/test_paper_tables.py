@@ -1,0 +1,125 @@
+"""The paper-tables report: experiments, claims and their verdicts over seeds."""
+
+import numpy as np
+import pytest
+
+import yaml
+
+from pipeline.params import parse_params
+from pipeline.params_checks import check_across_sections
+from pipeline.params_file import read_params_yaml
+from pipeline.report.paper_tables import EXPERIMENTS, TABLES, table_experiments
+from pipeline.report.summary import (
+    SPLITS,
+    Stat,
+    all_verdicts,
+    claim_verdict,
+    experiments_in,
+    report_markdown,
+    report_png,
+    run_name,
+    trimmed,
+)
+from tests.conftest import REPO
+
+
+def eval_report(miou: float) -> dict:
+    part = {"miou_d2_legacy": miou, "miou": miou}
+    return {"dataset": "x", "images": 3,
+            **{v: {**part, "seen": part, "unseen": part, "per_class_iou": {"a": miou}}
+               for v in ("maskformer", "clip", "ensemble", "gt_masks_clip",
+                         "proposals_oracle")}}
+
+
+def fake_runs(value) -> dict:
+    """value(experiment, seed) -> every variant's mIoU on both splits."""
+    return {run_name(e, s): trimmed({f"metrics/eval/{split}.json": eval_report(value(e, s))
+                                     for split in SPLITS})
+            for e in EXPERIMENTS for s in (0, 1, 2)}
+
+
+def test_every_row_names_an_experiment_and_every_claim_two_rows():
+    for t in TABLES:
+        labels = [r.label for r in t.rows]
+        assert len(set(labels)) == len(labels)
+        assert all(r.experiment in EXPERIMENTS for r in t.rows)
+        assert all(c.better in labels and c.worse in labels for c in t.claims)
+        # each claim is the paper's own direction
+        paper = {r.label: r.paper for r in t.rows}
+        assert all(paper[c.better] > paper[c.worse] for c in t.claims), t.key
+    assert table_experiments()[0] == "default" and "depth12_no_ft" in table_experiments()
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_passes_check_params(name):
+    """As `dvc exp run -S key=value` sets them: values parsed as YAML, into params.yaml."""
+    raw = read_params_yaml(REPO / "params.yaml")
+    for key, value in {"data.seed": "2", **EXPERIMENTS[name]}.items():
+        section, field = key.split(".")
+        assert field in raw[section], key
+        raw[section][field] = yaml.safe_load(value)
+    params = parse_params(raw, complete=True)
+    check_across_sections(params)  # mpt.depth 12 needs the 12-block CLIP
+    assert params.data.seed == 2
+
+
+def test_a_claim_is_reproduced_only_beyond_both_spreads():
+    spread = {"a": (0.50, 0.52, 0.54), "b": (0.45, 0.47, 0.49)}  # half ranges 0.02 each
+    t = TABLES[3]  # table3: base, MPT only, FT only, FT then MPT
+    claim = t.claims[0]  # MPT only > base CLIP
+    for gap, verdict in ((0.05, "reproduced"), (0.03, "within spread"),
+                         (-0.05, "opposite")):
+        def value(e, s, gap=gap):
+            return spread["a"][s] if e == "mpt_only" else spread["b"][s] + 0.05 - gap
+        v = claim_verdict(t, claim, fake_runs(value), "world_full", [0, 1, 2])
+        assert v.difference == pytest.approx(gap) and v.spread == pytest.approx(0.04)
+        assert v.verdict == verdict
+
+
+def test_a_missing_seed_leaves_the_claim_not_run():
+    runs = fake_runs(lambda e, s: 0.5)
+    del runs[run_name("base", 2)]
+    t = TABLES[3]
+    assert claim_verdict(t, t.claims[0], runs, "world_full", [0, 1, 2]).verdict == "not run"
+    assert claim_verdict(t, t.claims[0], runs, "world_full", [0, 1]).verdict == "within spread"
+
+
+def test_stat_is_mean_and_half_range():
+    s = Stat((0.2, 0.5, 0.3))
+    assert s.mean == pytest.approx(np.mean([0.2, 0.5, 0.3])) and s.spread == pytest.approx(0.15)
+    assert s.cell() == "33.3 ± 15.0"
+
+
+def exp_show_listing(runs: dict[str, dict]) -> list:
+    """The shape of `dvc exp show --json` (DVC 3): baselines with their experiments."""
+    return [{"rev": "workspace", "name": None, "data": {"metrics": {}}, "experiments": None},
+            {"rev": "abc", "name": "main", "data": {"metrics": {}}, "experiments": [
+                {"revs": [{"rev": f"r{i}", "name": name, "data": {"metrics": {
+                    path: {"data": d} for path, d in metrics.items()}}}]}
+                for i, (name, metrics) in enumerate(runs.items())]}]
+
+
+def test_experiments_come_out_of_dvc_exp_show_json():
+    raw = {"base-s0": {"metrics/eval/world_full.json": eval_report(0.3),
+                       "metrics/mining.json": {"pairs": 5, "unique_nouns": 2,
+                                               "precision_iou50": {"precision": 0.5}}}}
+    got = experiments_in(exp_show_listing(raw))
+    assert set(got) == {"base-s0"}
+    t = trimmed(got["base-s0"])
+    assert t["world_full"]["ensemble"] == {"all": 0.3, "seen": 0.3, "unseen": 0.3}
+    assert "dataset" not in t["world_full"] and "world_things" not in t
+    assert t["mining"] == {"pairs": 5, "unique_nouns": 2, "precision": 0.5}
+
+
+def test_the_report_is_deterministic_and_names_every_table():
+    runs = fake_runs(lambda e, s: 0.3 + 0.01 * s + 0.1 * (e == "default"))
+    md = report_markdown(runs, [0, 1, 2], "# header")
+    assert md == report_markdown(runs, [0, 1, 2], "# header")
+    for t in TABLES:
+        assert t.title in md
+    checks = len(all_verdicts(runs, [0, 1, 2]))
+    assert f"of {checks} claim checks reproduced" in md
+    assert "| table3 | FT then MPT > FT only | +0.8 | world_full | +10.0 | 2.0 | 3/3 | " \
+           "reproduced |" in md
+    png = report_png(runs, [0, 1, 2])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == report_png(runs, [0, 1, 2])
