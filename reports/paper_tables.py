@@ -48,8 +48,8 @@ CLIP, ensemble mIoU on the world's two evaluation splits unless the row names a 
 """
 
 
-def load_runs(path: Path = RUNS) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def load_runs() -> dict:
+    return json.loads(RUNS.read_text()) if RUNS.is_file() else {}
 
 
 def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -89,19 +89,28 @@ def run(seeds: list[int], only: list[str] | None) -> None:
         write_json(RUNS, dict(sorted(runs.items())))
 
 
-def seeds_of(runs: dict) -> list[int]:
-    return sorted({r["seed"] for r in runs.values()})
+def complete_seeds(runs: dict[str, dict]) -> tuple[list[int], list[int]]:
+    """(seeds with every experiment the tables read, seeds with only some)."""
+    seeds = sorted({int(name.rsplit("-s", 1)[1]) for name in runs})
+    done = [s for s in seeds if all(run_name(e, s) in runs for e in table_experiments())]
+    return done, [s for s in seeds if s not in done]
 
 
 def render(exp_show: Path | None) -> None:
-    runs = {k: r["metrics"] for k, r in load_runs().items()}
-    seeds = seeds_of(load_runs())
+    saved = load_runs()
+    runs = {k: r["metrics"] for k, r in saved.items()}
     if exp_show is not None:
         runs.update({k: trimmed(m) for k, m in
                      experiments_in(json.loads(exp_show.read_text())).items()})
-    seconds = sum(r.get("seconds", 0) for r in load_runs().values())
+    seeds, partial = complete_seeds(runs)
+    seconds = sum(r.get("seconds", 0) for r in saved.values())
     header = HEADER + (f"\n{len(runs)} runs; their `dvc exp run` wall time on the machine "
                        f"that ran them: {seconds / 60:.0f} minutes.\n" if runs else "")
+    if partial:
+        header += (f"\nSeeds with some experiments still to run (left out below): "
+                   f"{', '.join(map(str, partial))}.\n")
+    if not seeds:  # nothing complete yet: the rows show what has run
+        seeds = partial
     atomic_write_bytes(OUT / "paper_tables.md", report_markdown(runs, seeds, header).encode())
     atomic_write_bytes(OUT / "paper_tables.png", report_png(runs, seeds))
     print(f"wrote {OUT / 'paper_tables.md'} and .png from {len(runs)} runs, seeds {seeds}")

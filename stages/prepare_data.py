@@ -6,10 +6,10 @@ write the image index every later stage reads.
         --check-metrics metrics/data_check.json
 
 --world: the synthetic files (for real data, coco/SOURCE.json: the training files'
-names and sizes); --index: splits.json, one index
-parquet and one class list per split, and world_digest.json (every --world file's bytes
-hashed: the stages that read the world depend on --index only); splits.json records the folders of each split's
-images and labels, which is how later stages find them. --check-metrics: what the check
+names and sizes); --index: splits.json, one index parquet and one class list per split,
+and world_digest.json (every --world file's bytes hashed: the stages that read the world
+depend on --index only); splits.json records the folders of each split's images and
+labels, which is how later stages find them. --check-metrics: what the check
 of the training split's images, label maps and captions found (pipeline/data/validate.py):
 images checked and indexed, and those left out by reason (data.bad_items: skip). Under
 data.bad_items: stop, a bad item stops the stage with a message naming it, and no output

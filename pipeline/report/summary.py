@@ -16,6 +16,7 @@ from pipeline.report.paper_tables import TABLES, Claim, Table
 
 SPLITS = ("world_full", "world_things")  # the world's evaluation splits
 PARTS = ("all", "seen", "unseen")
+MIN_SEEDS = 3  # a claim is judged only over at least this many world seeds (issue 16)
 
 
 def run_name(experiment: str, seed: int) -> str:
@@ -77,7 +78,10 @@ class Stat:
 
 def row_stat(runs: dict[str, dict], experiment: str, variant: str, split: str, part: str,
              seeds: list[int]) -> Stat | None:
-    """The row's values over the seeds, or None when a seed's run or value is missing."""
+    """The row's values over the seeds, or None when a seed's run or value is missing (or
+    there is no seed)."""
+    if not seeds:
+        return None
     values = []
     for seed in seeds:
         v = runs.get(run_name(experiment, seed), {}).get(split, {}).get(variant, {}).get(part)
@@ -98,14 +102,16 @@ class Verdict:
 
     @property
     def reproduced(self) -> bool | None:
-        if self.difference is None:
+        if self.difference is None or self.seeds < MIN_SEEDS:
             return None
         return self.difference > self.spread
 
     @property
     def verdict(self) -> str:
-        if self.reproduced is None:
+        if self.difference is None:
             return "not run"
+        if self.seeds < MIN_SEEDS:
+            return f"not judged ({self.seeds} of {MIN_SEEDS} seeds)"
         if self.reproduced:
             return "reproduced"
         return "opposite" if -self.difference > self.spread else "within spread"
@@ -169,9 +175,10 @@ def report_markdown(runs: dict, seeds: list[int], header: str = "") -> str:
     parts = [header.strip(), "",
              f"Seeds (data.seed): {', '.join(map(str, seeds))}. mIoU (%, detectron2 <= 0.6 "
              "formula) as mean ± spread (half the range over seeds). A claim is reproduced "
-             "when the miniature's difference exceeds the two rows' spreads together.",
-             "", f"**{ok} of {done} claim checks reproduced** ({len(verdicts)} checks: each "
-             f"claim on {' and '.join(SPLITS)}).", "", "## Claims", "",
+             "when the miniature's difference exceeds the two rows' spreads together, over "
+             f"at least {MIN_SEEDS} seeds.",
+             "", f"**{ok} of {done} judged claim checks reproduced** ({len(verdicts)} checks in "
+             f"all: each claim on {' and '.join(SPLITS)}).", "", "## Claims", "",
              claims_markdown(runs, seeds), "", "## Tables", ""]
     parts += [table_markdown(t, runs, seeds) + "\n" for t in TABLES]
     return "\n".join(parts).strip() + "\n"
