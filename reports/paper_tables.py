@@ -8,8 +8,10 @@ run: each (experiment, seed) not yet in reports/paper_tables/runs.json runs as
 `dvc exp run --temp -n <experiment>-s<seed> -S data.seed=<seed> -S ... evaluate` (a
 temporary copy of the checkout, so the workspace is left alone; unchanged stages come from
 DVC's run cache), then what the report reads of its metrics is taken from
-`dvc exp show --json` and added to runs.json, one run at a time: an interrupted run loses
-at most the experiment in flight, and the next `run` carries on from there.
+`dvc exp show --json` and added to runs.json with the commit it ran on, one run at a
+time: an interrupted run loses at most the experiment in flight, and the next `run`
+carries on from there. A change to a stage's code makes earlier runs stale: delete their
+entries (or the file) to run them again.
 render: reports/paper_tables.md and .png from runs.json (plus, with --exp-show, the
 experiments of a saved `dvc exp show --json` listing).
 """
@@ -72,7 +74,9 @@ def run_one(experiment: str, seed: int) -> dict:
     metrics = experiments_in(listing).get(name)
     if metrics is None:
         raise SystemExit(f"dvc exp show lists no experiment {name} after its run")
-    return {"experiment": experiment, "seed": seed, "overrides": overrides,
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    return {"experiment": experiment, "seed": seed, "overrides": overrides, "commit": commit,
             "seconds": round(seconds, 1), "metrics": trimmed(metrics)}
 
 
