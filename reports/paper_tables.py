@@ -33,6 +33,7 @@ from pipeline.report.summary import (
     report_markdown,
     report_png,
     run_name,
+    seed_of,
     trimmed,
 )
 
@@ -54,18 +55,18 @@ def load_runs() -> dict:
     return json.loads(RUNS.read_text()) if RUNS.is_file() else {}
 
 
-def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+def dvc(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+    """This environment's dvc in the checkout; the stages find WordNet where `make` put it."""
     env = dict(os.environ, DVC_NO_ANALYTICS="1",
                NLTK_DATA=os.environ.get("NLTK_DATA", str(REPO / ".nltk_data")))
     return subprocess.run([str(Path(sys.prefix) / "bin" / "dvc"), *args], cwd=REPO, env=env,
-                          check=True, text=True, capture_output=capture)
+                          check=check, text=True, capture_output=capture)
 
 
 def run_one(experiment: str, seed: int) -> dict:
     name = run_name(experiment, seed)
     overrides = {"data.seed": str(seed), **EXPERIMENTS[experiment]}
-    subprocess.run([str(Path(sys.prefix) / "bin" / "dvc"), "exp", "remove", name], cwd=REPO,
-                   capture_output=True)  # a failed earlier attempt of the same name
+    dvc("exp", "remove", name, capture=True, check=False)  # an interrupted earlier attempt
     t0 = time.time()
     dvc("exp", "run", "--temp", "-n", name,
         *[a for k, v in overrides.items() for a in ("-S", f"{k}={v}")], "evaluate")
@@ -95,7 +96,7 @@ def run(seeds: list[int], only: list[str] | None) -> None:
 
 def complete_seeds(runs: dict[str, dict]) -> tuple[list[int], list[int]]:
     """(seeds with every experiment the tables read, seeds with only some)."""
-    seeds = sorted({int(name.rsplit("-s", 1)[1]) for name in runs})
+    seeds = sorted({s for s in map(seed_of, runs) if s is not None})
     done = [s for s in seeds if all(run_name(e, s) in runs for e in table_experiments())]
     return done, [s for s in seeds if s not in done]
 

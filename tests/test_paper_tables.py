@@ -17,6 +17,7 @@ from pipeline.report.summary import (
     report_markdown,
     report_png,
     run_name,
+    seed_of,
     trimmed,
 )
 from tests.conftest import REPO
@@ -124,3 +125,8 @@ def test_the_report_is_deterministic_and_names_every_table():
            "reproduced |" in md
     png = report_png(runs, [0, 1, 2])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == report_png(runs, [0, 1, 2])
+
+
+def test_run_names_give_back_their_seed():
+    assert seed_of(run_name("depth12_no_ft", 2)) == 2
+    assert seed_of("exp-1a2b3") is None and seed_of("my-sweep") is None

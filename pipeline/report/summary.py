@@ -23,6 +23,12 @@ def run_name(experiment: str, seed: int) -> str:
     return f"{experiment}-s{seed}"
 
 
+def seed_of(name: str) -> int | None:
+    """The seed of a `run_name`, None for an experiment named otherwise."""
+    _, sep, seed = name.rpartition("-s")
+    return int(seed) if sep and seed.isdigit() else None
+
+
 def _metrics_of(entry: dict) -> dict:
     """{metrics file: its data} of one `dvc exp show --json` revision."""
     data = entry.get("data") or {}
