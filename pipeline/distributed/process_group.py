@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -62,3 +63,19 @@ def all_reduce_sum(ddp: Distributed, x: torch.Tensor) -> torch.Tensor:
     if ddp.world > 1:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
+
+
+def sum_over_ranks(ddp: Distributed, counts: np.ndarray, device: torch.device) -> np.ndarray:
+    """An int64 count array summed over every rank (via `device`: NCCL reduces GPU tensors)."""
+    if ddp.world == 1:
+        return counts
+    return all_reduce_sum(ddp, torch.from_numpy(counts).to(device)).cpu().numpy()
+
+
+def gather_to_main(ddp: Distributed, obj) -> list:
+    """Every rank's `obj`, in rank order, on rank 0 (other ranks get an empty list)."""
+    if ddp.world == 1:
+        return [obj]
+    out = [None] * ddp.world if ddp.main else None
+    dist.gather_object(obj, out, dst=0)
+    return out or []
