@@ -88,7 +88,8 @@ def main(argv=None) -> None:
     rows = list(iter_index(train.index))
     chunks = Chunks(len(rows), params.compute.chunk_images)
     store = ChunkStore("extract_proposals", fingerprint(
-        params=to_dict(p), chunk_images=chunks.size, index=input_digest(args.index),
+        params=to_dict(p), chunk_images=chunks.size, device=device.type,
+        index=input_digest(args.index),
         net=input_digest(args.net) if p.source == "net" else None))
     store.run(chunks, ddp.rank, ddp.world, lambda c, folder: write_chunk(
         folder / CHUNK_FILE, train, chunks.slice(rows, c), net, text, p),

@@ -100,6 +100,7 @@ def main(argv=None) -> None:
     proposals = args.proposals if p.masks == "proposals" else None
     store = ChunkStore("mine_pairs", fingerprint(
         params=to_dict(p), templates=params.clip.templates, chunk_images=chunks.size,
+        device=device.type,  # CPU and GPU chunks would mix two numerics
         index=input_digest(args.index), clip=input_digest(args.clip),
         proposals=input_digest(proposals) if proposals else None))
 
