@@ -133,7 +133,6 @@ class ProposalParams:
     extract_batch_size: int = _spec(64, ge=1)
     min_score: float = _spec(0.0, ge=0.0, le=1.0, doc="drop proposals scoring below this")
     row_group_size: int = _spec(8192, ge=1, doc="parquet rows per row group")
-    parts: int = _spec(1, ge=1, doc="parquet parts (one per machine when sharing work)")
     recall_images: int = _spec(300, ge=1, doc="images per split for metrics/proposals.json")
 
 
@@ -149,6 +148,9 @@ class MineParams:
     expand_ratio: float = _spec(1.0, ge=1.0, le=3.0, doc="masked-crop box growth")
     threads: int = _spec(2, ge=1, le=256)
     row_group_size: int = _spec(65536, ge=1)
+    crop_batch_size: int = _spec(512, ge=1, doc="masked crops per CLIP forward")
+    precision: str = _spec("auto", choices=("auto", "bf16", "fp32"),
+                           doc="CLIP on the crops; auto: bf16 autocast on GPU, fp32 on CPU")
 
 
 @dataclass(frozen=True)
@@ -292,7 +294,23 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class ComputeParams:
+    """Where and how wide the stages run (README, "Every GPU and every machine"). Neither
+    the device nor the process count is a DVC param of any stage: the data stages write
+    the same bytes with any process count."""
+
+    device: str = _spec("auto", choices=("auto", "cpu", "cuda"),
+                        doc="auto: each process's GPU when CUDA is there, else the CPU")
+    processes: int = _spec(0, ge=0, le=4096,
+                           doc="torchrun processes per heavy stage under dvc repro; "
+                               "0: one per visible GPU, 1 without one")
+    chunk_images: int = _spec(500, ge=1,
+                              doc="images per resumable chunk of the data stages")
+
+
+@dataclass(frozen=True)
 class Params:
+    compute: ComputeParams = field(default_factory=ComputeParams)
     data: DataParams = field(default_factory=DataParams)
     clip: ClipParams = field(default_factory=ClipParams)
     proposals: ProposalParams = field(default_factory=ProposalParams)

@@ -11,23 +11,21 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pipeline.distributed.device import start_ranks
+from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.process_group import Distributed
 from pipeline.params import Params, load_params
-from pipeline.training.distributed import Distributed, init_distributed
 
 
-def run_device() -> tuple[torch.device, Distributed]:
-    """The GPU of this rank when there is one, else the CPU; joins torchrun's group."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ddp = init_distributed(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", ddp.rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    return device, ddp
-
-
-def start_adaptation_stage(params_path: str | Path) -> tuple[Params, torch.device, Distributed]:
+def start_adaptation_stage(params_path: str | Path, module: str, argv: list[str] | None
+                           ) -> tuple[Params, torch.device, Distributed]:
+    """Under `compute.processes` > 1 (and not yet under torchrun) this process starts
+    `module` under torchrun and exits with its status instead of returning."""
     params = load_params(params_path)
-    device, ddp = run_device()
+    code = relaunch_under_torchrun(module, argv, params.compute.processes)
+    if code is not None:
+        raise SystemExit(code)
+    device, ddp = start_ranks(params.compute.device)
     torch.set_num_threads(params.adapt.threads)
     torch.manual_seed(params.adapt.seed)  # after the process group, before any model
     return params, device, ddp

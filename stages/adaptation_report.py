@@ -65,7 +65,7 @@ def main(argv=None) -> None:
                  "--text-cache", "--resume", "--metrics"):
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
-    params, device, ddp = start_adaptation_stage(args.params)
+    params, device, ddp = start_adaptation_stage(args.params, "stages.adaptation_report", argv)
     a = params.adapt
     models, missing = variant_models(params, args, device, ddp)
     if not ddp.main:

@@ -22,6 +22,9 @@ The report records the λ and mask threshold used: eval.per_dataset's for the se
 eval.ensemble_lambda and eval.mask_threshold. Images go in at eval.short_side; the
 predictions are scored at the label maps' own resolution.
 
+Under `compute.processes` > 1 (or torchrun) each process scores a contiguous share of the
+image batches and rank 0 sums the confusion matrices: the same report as one process.
+
 <dataset> is an evaluation split of the index (world_full, world_things) or a real set
 under eval.root, by its name or an ov-seg / SAN alias (pipeline/data/eval_datasets.py).
 """
@@ -37,6 +40,9 @@ from tqdm import tqdm
 from pipeline.data.eval_datasets import canonical_eval_name
 from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
+from pipeline.distributed.device import start_ranks
+from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.process_group import gather_to_main, sum_over_ranks
 from pipeline.params import load_params
 from pipeline.segment.bottleneck import BOTTLENECK_VARIANTS
 from pipeline.segment.evaluation import (
@@ -61,8 +67,12 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    code = relaunch_under_torchrun("stages.evaluate", argv, params.compute.processes)
+    if code is not None:
+        raise SystemExit(code)
     p = params.eval
     torch.set_num_threads(p.threads)
+    device, ddp = start_ranks(params.compute.device)
     try:
         ds = resolve_dataset(args.dataset, p.root, read_splits(args.index / "splits.json"),
                              params.data.bad_items)
@@ -77,13 +87,20 @@ def main(argv=None) -> None:
                                short_side=params.proposals.short_side,
                                size_divisor=params.proposals.size_divisor,
                                mask_threshold=threshold, ensemble_lambda=lam, fill=p.fill,
-                               batch_size=p.batch_size)
+                               batch_size=p.batch_size, device=device)
     bar = tqdm(total=len(ds.rows), desc=f"evaluate {args.dataset}", unit="image",
-               mininterval=2)
+               mininterval=2, disable=not ddp.main)
     conf, swept, panels = confusion_by_variant(segmenter, ds, p.images_per_batch,
                                                p.short_side, p.overlays, bar.update,
-                                               tuple(p.lambda_sweep), p.bottleneck)
+                                               tuple(p.lambda_sweep), p.bottleneck,
+                                               ddp.rank, ddp.world)
     bar.close()
+    # Exact integer sums over the ranks' shares; the overlays are the first images overall.
+    conf = {v: sum_over_ranks(ddp, m, device) for v, m in conf.items()}
+    swept = {lam: sum_over_ranks(ddp, m, device) for lam, m in swept.items()}
+    panels = [q for share in gather_to_main(ddp, panels) for q in share][:p.overlays]
+    if not ddp.main:
+        return
     names = list(ds.classes.names)
     report = {"dataset": args.dataset, "images": len(ds.rows), "classes": len(names),
               "seen_classes": int(sum(ds.seen)), "ensemble_lambda": lam,

@@ -6,9 +6,11 @@ write every image's proposals to parquet; score class-agnostic recall
         --net models/proposals --out data/proposals --metrics metrics/proposals.json
 
 `proposals.source: gt` writes the ground-truth segments in the same schema instead (oracle
-and ablation runs). Work splits into `proposals.parts` contiguous runs of images; on
-several machines run the same command with `--part i` on each (the metrics are written by
-a run without --part).
+and ablation runs). One parquet part per chunk of `compute.chunk_images` images
+(pipeline/distributed/chunks.py): `compute.processes` processes (one per GPU) share the
+chunks, or `torchrun --nnodes N ... -m stages.extract_proposals ...` on N machines with a
+shared file system; a killed run resumes at its first unfinished chunk; the bytes are the
+same every way.
 """
 
 from __future__ import annotations
@@ -20,31 +22,48 @@ import torch
 from tqdm import tqdm
 
 from pipeline.data.class_lists import load_class_list
-from pipeline.data.files import staged_outputs, write_json
+from pipeline.data.files import link_or_copy, staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
-from pipeline.data.proposal_table import ProposalWriter, part_name
-from pipeline.params import load_params
-from pipeline.proposals.extract import iter_split_proposals, recall_counts, split_recall, summarize
+from pipeline.data.proposal_table import ProposalWriter, part_name, proposals_for_rows
+from pipeline.distributed.chunks import Chunks, ChunkStore, fingerprint, input_digest
+from pipeline.distributed.device import start_ranks
+from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.process_group import barrier
+from pipeline.params import load_params, to_dict
+from pipeline.proposals.extract import (
+    iter_split_proposals,
+    recall_counts,
+    split_recall,
+    summarize,
+)
 from pipeline.proposals.model import load_proposal_net
+
+CHUNK_FILE = "proposals.parquet"
 
 
 def progress(batches, desc: str):
     return tqdm(batches, desc=desc, unit="batch", mininterval=2)
 
 
-def write_part(path: Path, part: int, train, rows, seen, net, text, p, counts: dict,
-               n_props: list) -> int:
-    """Write part `part` of the images' proposals to `path`; the recall of the first
-    `proposals.recall_images` images of part 0 is counted into counts and n_props."""
-    lo, hi = part * len(rows) // p.parts, (part + 1) * len(rows) // p.parts
+def chunk_progress(chunks, desc: str):
+    return tqdm(chunks, desc=desc, unit="chunk", mininterval=2)
+
+
+def write_chunk(path: Path, train, rows, net, text, p) -> int:
+    """The proposals of `rows` (one chunk of images) as one parquet file."""
     with ProposalWriter(path, p.row_group_size) as writer:
-        for k, (row, props) in enumerate(iter_split_proposals(
-                train, rows[lo:hi], net, text, p, f"proposals part {part}", progress)):
+        for _, props in iter_split_proposals(train, rows, net, text, p, "", lambda x, _: x):
             writer.add(props)
-            if part == 0 and k < p.recall_images:
-                recall_counts(train, row, props, seen, counts)
-                n_props.append(len(props.masks))
     return writer.rows
+
+
+def train_recall(train, rows, proposals_dir: Path, seen) -> dict:
+    """Recall of the written proposals of the first `rows` (read back from the parquet)."""
+    counts, n_props = {}, []
+    for row, masks in zip(rows, proposals_for_rows(rows, proposals_dir)):
+        recall_counts(train, row, masks, seen, counts)
+        n_props.append(len(masks))
+    return summarize(counts, n_props)
 
 
 def main(argv=None) -> None:
@@ -52,42 +71,49 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     for flag in ("--params", "--index", "--net", "--out", "--metrics"):
         ap.add_argument(flag, type=Path, required=True)
-    ap.add_argument("--part", type=int, default=None, help="write only this part")
     args = ap.parse_args(argv)
-    p = load_params(args.params).proposals
+    params = load_params(args.params)
+    code = relaunch_under_torchrun("stages.extract_proposals", argv, params.compute.processes)
+    if code is not None:
+        raise SystemExit(code)
+    p = params.proposals
     torch.set_num_threads(p.threads)
+    device, ddp = start_ranks(params.compute.device)
     splits = read_splits(args.index / "splits.json")
     net, text = None, None
     if p.source == "net":
         net, text, _ = load_proposal_net(args.net)
+        net, text = net.to(device), text.to(device)
     train = splits["train"]
     rows = list(iter_index(train.index))
-    seen = load_class_list(train.classes).seen
-    counts, n_props = {}, []
-    if args.part is not None:
-        if not 0 <= args.part < p.parts:
-            raise SystemExit(f"--part {args.part} is outside 0..{p.parts - 1} (proposals.parts)")
-        # The folder is shared with the other machines' parts: this part is staged beside
-        # it, never inside it, and renamed in when complete.
-        with staged_outputs(args.out / part_name(args.part, p.parts),
-                            staging=args.out.parent) as (path,):
-            n = write_part(path, args.part, train, rows, seen, net, text, p, counts, n_props)
-        print(f"wrote {n} proposals of part {args.part} to {args.out}")
+    chunks = Chunks(len(rows), params.compute.chunk_images)
+    store = ChunkStore("extract_proposals", fingerprint(
+        params=to_dict(p), chunk_images=chunks.size, device=device.type,
+        index=input_digest(args.index),
+        net=input_digest(args.net) if p.source == "net" else None))
+    store.run(chunks, ddp.rank, ddp.world, lambda c, folder: write_chunk(
+        folder / CHUNK_FILE, train, chunks.slice(rows, c), net, text, p),
+        chunk_progress if ddp.main else None)
+    barrier(ddp)
+    if not ddp.main:
         return
-    # A full run writes a new folder (no parts of an older layout survive) and its metrics,
-    # and puts both in place only when everything is written.
+    # A run writes a new folder (no parts of an older layout survive) and its metrics, and
+    # puts both in place only when everything is written; the chunks go only after that.
     with staged_outputs(args.out, args.metrics) as (out, metrics_path):
         out.mkdir()
-        total = sum(write_part(out / part_name(part, p.parts), part, train, rows, seen, net,
-                               text, p, counts, n_props) for part in range(p.parts))
-        print(f"wrote {total} proposals for {len(rows)} images")
-        metrics = {"source": p.source, "iou_threshold": 0.5, "train": summarize(counts, n_props)}
+        for c in range(chunks.count):
+            link_or_copy(store.path(c) / CHUNK_FILE, out / part_name(c, chunks.count))
+        seen = load_class_list(train.classes).seen
+        metrics = {"source": p.source, "iou_threshold": 0.5,
+                   "train": train_recall(train, rows[:p.recall_images], out, seen)}
         for name, split in splits.items():
             if split.role == "eval":
                 eval_rows = list(iter_index(split.index))[:p.recall_images]
                 metrics[name] = split_recall(split, eval_rows, load_class_list(split.classes).seen,
                                              net, text, p, progress)
         write_json(metrics_path, metrics)
+    store.clear()
+    print(f"wrote the proposals of {len(rows)} images in {chunks.count} parts to {args.out}")
     print({k: {g: round(v[g]["recall"], 3) for g in ("seen", "unseen") if g in v}
            for k, v in metrics.items() if isinstance(v, dict)})
 

@@ -36,6 +36,7 @@ from pipeline.adapt.train import MaskedCropEncoder
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.shard_loader import ShardList
+from pipeline.distributed.process_group import main_first
 from pipeline.params import to_dict
 from stages._adapt_setup import start_adaptation_stage, step_bars
 
@@ -46,7 +47,7 @@ def main(argv=None) -> None:
                  "--metrics", "--loss-csv", "--loss-png"):
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
-    params, device, ddp = start_adaptation_stage(args.params)
+    params, device, ddp = start_adaptation_stage(args.params, "stages.finetune", argv)
     ft, mpt, a = params.ft, params.mpt, params.adapt
     model = load_clip(args.clip)
     model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
@@ -54,8 +55,8 @@ def main(argv=None) -> None:
     logs, info = [], {"finetuned": trains}
     if trains:
         shards = ShardList.from_dir(args.shards)
-        nouns, text = noun_text_features(model, tokenizer_for(args.clip), shards,
-                                         args.text_cache, params.clip.templates)
+        nouns, text = main_first(ddp, lambda: noun_text_features(  # once, not by every rank
+            model, tokenizer_for(args.clip), shards, args.text_cache, params.clip.templates))
         plan, batch_size, every = phase_plan("ft", ft, mpt, shards.samples)
         tag = fingerprint({"stage": "finetune", "ft": to_dict(ft), "adapt": to_dict(a),
                            "inputs": inputs_digest(args.clip, shards)})

@@ -45,7 +45,7 @@ def main(argv=None) -> None:
                  "--metrics", "--loss-csv", "--loss-png"):
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
-    params, device, ddp = start_adaptation_stage(args.params)
+    params, device, ddp = start_adaptation_stage(args.params, "stages.prompt_tune", argv)
     ft, mpt = params.ft, params.mpt
     phases = prompt_tune_phases(ft.enabled, mpt.enabled, mpt.order)
     model = load_clip(args.clip)

@@ -26,6 +26,9 @@ from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
+from pipeline.distributed.device import start_ranks
+from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.process_group import main_first
 from pipeline.params import load_params, to_dict
 from pipeline.proposals.backbones import load_backbone_weights
 from pipeline.proposals.model import save_proposal_net
@@ -39,7 +42,6 @@ from pipeline.proposals.training_setup import (
     training_classes,
 )
 from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.training.distributed import init_distributed
 from pipeline.training.loss_log import write_loss_log
 
 
@@ -60,11 +62,11 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    code = relaunch_under_torchrun("stages.train_proposals", argv, params.compute.processes)
+    if code is not None:
+        raise SystemExit(code)
     p = params.proposals
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ddp = init_distributed(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", ddp.rank % torch.cuda.device_count())
+    device, ddp = start_ranks(params.compute.device)
     torch.set_num_threads(p.threads)
     torch.manual_seed(p.seed)
     split = read_splits(args.index / "splits.json")["train"]
@@ -72,9 +74,10 @@ def main(argv=None) -> None:
     names, lut = training_classes(split)
 
     clip = load_clip(args.clip).eval()
-    text = cached_text_classifier(clip, tokenizer_for(args.clip), names, args.text_cache,
-                                  TEMPLATE_SETS[params.clip.templates]).to(device)
-    del clip
+    text = main_first(ddp, lambda: cached_text_classifier(  # once, not by every rank
+        clip, tokenizer_for(args.clip), names, args.text_cache,
+        TEMPLATE_SETS[params.clip.templates])).to(device)
+    clip = None  # only its text tower was needed
     model = build_net(p, text.shape[1])
     if p.backbone_weights not in ("", "download"):
         load_backbone_weights(model.backbone, p.backbone_weights)  # ValueError: a bad file

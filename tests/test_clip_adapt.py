@@ -17,7 +17,7 @@ from pipeline.adapt.train import (
 )
 from pipeline.clip.mask_prompts import MaskPrompts
 from pipeline.data.shard_loader import Augment, Batch, ShardBatches
-from pipeline.training.distributed import Distributed
+from pipeline.distributed.process_group import Distributed
 from tests.test_shard_loader import NOUNS, write_toy_shards
 
 
@@ -211,7 +211,7 @@ def _ddp_worker(rank, world, port, shard_dir, out_dir):
                       RANK=str(rank))
     torch.set_num_threads(1)
     from pipeline.data.shard_loader import ShardList
-    from pipeline.training.distributed import init_distributed
+    from pipeline.distributed.process_group import init_distributed
 
     ddp = init_distributed(torch.device("cpu"))
     encoder, _, _ = shard_run(ShardList.from_dir(shard_dir), out_dir / f"r{rank}.pt", steps=2,

@@ -273,7 +273,7 @@ def _ddp_worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank))
     torch.set_num_threads(1)
-    from pipeline.training.distributed import init_distributed
+    from pipeline.distributed.process_group import init_distributed
 
     ddp = init_distributed(torch.device("cpu"))
     cfg = ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1, text_dim=8)

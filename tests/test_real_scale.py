@@ -12,6 +12,8 @@ import yaml
 
 from tests.conftest import REPO
 from tests.repo_copy import copy_repo, run, with_overrides
+from tests.test_distributed import comparable, outputs_of
+from tests.test_faults_atomic import stage_call
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +35,7 @@ def shrunk(coco_root, eval_root) -> dict:
                       "lr": 1e-9,
                       "threads": 2, "checkpoint_every": 1, "extract_batch_size": 2,
                       "recall_images": COCO_IMAGES},
+        "compute": {"chunk_images": 1},  # several chunks: 2 processes both get a share
         "mine": {"threads": 2},
         "shards": {"threads": 2, "samples_per_shard": 64, "min_shards": 1},
         "adapt": {"workers": 0, "threads": 2, "shuffle_buffer": 32, "eval_batch_size": 16},
@@ -83,3 +86,14 @@ def test_preset_runs_every_stage_on_real_layouts(tmp_path):
         assert 0 <= report["ensemble"]["miou"] <= 1
         sweep = pd.read_csv(work / f"metrics/eval/{name}_lambda.csv")
         assert sweep["lambda"].tolist() == [0.0, 0.6, 1.0]
+
+    # The heavy data stages again as 2 torchrun processes (gloo), each taking its share of
+    # the chunks (or evaluation batches): the bytes of the single process above.
+    params["compute"]["processes"] = 2
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name in ("extract_proposals", "mine_pairs", "write_shards", "evaluate@ade20k_sem_seg_val"):
+        one = outputs_of(work, name)
+        module, argv = stage_call(name)
+        out = run([".venv/bin/python", "-m", module.__name__, *argv], work, env)
+        assert "2 processes under torchrun" in out, name
+        assert comparable(outputs_of(work, name)) == comparable(one), name

@@ -40,9 +40,9 @@ from pipeline.data.shard_loader import (
     batch_loader,
     noun_vocabulary,
 )
+from pipeline.distributed.process_group import Distributed, main_first
 from pipeline.params import to_dict
 from pipeline.training import checkpoint, loss_log
-from pipeline.training.distributed import Distributed
 
 # loss CSV column -> format spec
 LOG_FIELDS = {"step": "", "phase": "", "loss": ".5f", "clip_lr": ".6g", "prompt_lr": ".6g"}
@@ -231,8 +231,8 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
     from resume_dir/<k>-<phase>.pt. Returns the prompts, the step log and a summary."""
     ft, mpt, a = params.ft, params.mpt, params.adapt
     shards = ShardList.from_dir(shards_dir)
-    nouns, text = noun_text_features(model, tokenizer_for(clip_dir), shards, text_cache,
-                                     params.clip.templates)
+    nouns, text = main_first(ddp, lambda: noun_text_features(  # once, not by every rank
+        model, tokenizer_for(clip_dir), shards, text_cache, params.clip.templates))
     encoder = MaskedCropEncoder(model, MaskPrompts.for_model(model, depth))
     inputs = inputs_digest(clip_dir, shards)
     logs, summary = [], {"phases": [], "nouns": len(nouns)}

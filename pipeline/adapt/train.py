@@ -22,7 +22,7 @@ from torch import nn
 from pipeline.clip.mask_prompts import MaskPrompts, encode_image
 from pipeline.clip.pretrain import param_groups
 from pipeline.data.shard_loader import Batch
-from pipeline.training.distributed import Distributed
+from pipeline.distributed.process_group import Distributed
 from pipeline.training.schedules import cosine_lr
 
 

@@ -111,6 +111,6 @@ def cached_text_classifier(model, tokenizer, class_names, cache_dir: str | Path,
     out = text_classifier(model, tokenizer, names, templates)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({CACHE_TENSOR: out.contiguous()}, str(tmp), meta)
+    save_file({CACHE_TENSOR: out.detach().cpu().contiguous()}, str(tmp), meta)
     os.replace(tmp, path)
     return out

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     """Remove a file, link or folder if there is one (a link is removed, not followed)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -41,14 +41,14 @@ def staged_outputs(*finals: str | Path, staging: str | Path | None = None):
              for f in finals]
     olds = [f.with_name(f".{f.name}.old") for f in finals]
     for path in temps + olds:  # left behind by a run that was killed
-        _remove(path)
+        remove_path(path)
     for path in temps + finals:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield temps
     except BaseException:
         for tmp in temps:
-            _remove(tmp)
+            remove_path(tmp)
         raise
     for tmp, final, old in zip(temps, finals, olds):
         if not (tmp.exists() or tmp.is_symlink()):
@@ -57,7 +57,16 @@ def staged_outputs(*finals: str | Path, staging: str | Path | None = None):
             os.replace(final, old)
         os.replace(tmp, final)
     for old in olds:
-        _remove(old)
+        remove_path(old)
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """A hard link of `src` at `dst` (no bytes copied), or a copy where the file system
+    has no hard links."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

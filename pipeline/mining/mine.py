@@ -8,6 +8,7 @@ noun's text embedding. The pair arithmetic is in `pairs`.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -25,8 +26,6 @@ from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
 from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, mask_iou_single
 from pipeline.params import MineParams
-
-CROP_BATCH = 512  # crops per CLIP forward, over several images
 
 
 def _quiet(iterable, desc: str):
@@ -73,7 +72,14 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
     """Masked crops of each image's proposals (`p.masks`: the proposal table's, or the
     ground-truth segments) -> CLIP -> the best proposal of each of its nouns; `text` (V, D)
     holds the unit text embeddings of `lemmas`. Returns the PAIR_SCHEMA columns, and the
-    pairs checked against the labels and found right (precision at IoU 0.5)."""
+    pairs checked against the labels and found right (precision at IoU 0.5).
+
+    Crops and CLIP run on the device of `text` (bf16 autocast on CUDA unless
+    `mine.precision` is fp32), `mine.crop_batch_size` crops per forward over consecutive
+    images: the batches depend only on `rows`, so a chunk's pairs do not depend on which
+    process mined it."""
+    device = text.device
+    bf16 = device.type == "cuda" and p.precision in ("auto", "bf16")
     lemma_index = {lemma: i for i, lemma in enumerate(lemmas)}
     columns = {name: [] for name in PAIR_SCHEMA.names}
     checked, correct = 0, 0
@@ -83,9 +89,9 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
         nonlocal checked, correct
         if not batch:
             return
-        with torch.no_grad():
-            feats = F.normalize(encode_image(clip, torch.cat([b[3] for b in batch])).float(),
-                                dim=-1)
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            feats = encode_image(clip, torch.cat([b[3] for b in batch]))
+        feats = F.normalize(feats.float(), dim=-1)
         start = 0
         for row, labels, masks, crops, valid in batch:
             region = feats[start:start + len(crops)] * valid[:, None]  # invalid: never best
@@ -112,12 +118,27 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
         if not nouns[row.image_id] or len(masks) == 0:
             continue
         image = torch.from_numpy(read_rgb(image_dir / row.file_name).copy()).permute(2, 0, 1)
-        crops, _, valid = crops_for_clip(clip, image.float() / 255, torch.from_numpy(masks),
-                                         p.fill, p.expand_ratio)
+        crops, _, valid = crops_for_clip(clip, image.to(device).float() / 255,
+                                         torch.from_numpy(masks).to(device), p.fill,
+                                         p.expand_ratio)
         batch.append((row, labels, masks, crops, valid))
-        if sum(len(b[3]) for b in batch) >= CROP_BATCH:
+        if sum(len(b[3]) for b in batch) >= p.crop_batch_size:
             flush()
     flush()
+    return columns, checked, correct
+
+
+def merge_pair_chunks(pair_files: list[Path], count_files: list[Path]
+                      ) -> tuple[dict[str, list], int, int]:
+    """The PAIR_SCHEMA columns of the chunks' pair files, in chunk order, and their summed
+    checked and correct pair counts (each chunk's counts.json)."""
+    columns = {name: [] for name in PAIR_SCHEMA.names}
+    checked = correct = 0
+    for pairs, counts in zip(pair_files, count_files):
+        for name, values in pq.read_table(pairs).to_pydict().items():
+            columns[name].extend(values)
+        c = json.loads(Path(counts).read_text())
+        checked, correct = checked + c["checked"], correct + c["correct"]
     return columns, checked, correct
 
 

@@ -32,7 +32,7 @@ def best_proposals(region_feats: torch.Tensor, noun_feats: torch.Tensor
     sims = noun_feats @ region_feats.T  # (N, P)
     top = sims.topk(min(2, sims.shape[1]), dim=1)
     margin = top.values[:, 0] - top.values[:, 1] if sims.shape[1] > 1 \
-        else torch.zeros(len(sims))
+        else torch.zeros(len(sims), device=sims.device)
     return top.indices[:, 0], top.values[:, 0], margin
 
 

@@ -29,17 +29,22 @@ def _quiet(iterable, desc: str):
 def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams) -> list[ImageProposals]:
     """Proposals of a batch of index rows, each at its image's own size: the images go in
     at short side `proposals.short_side`, aspect kept, padded to `proposals.size_divisor`
-    (inference.py)."""
+    (inference.py). The net runs on the device of its weights, in bf16 autocast on CUDA
+    when `proposals.autocast` is bf16; the masks are upsampled there in fp32."""
+    device = text.device
     images = [torch.from_numpy(read_rgb(image_dir / r.file_name).copy()).permute(2, 0, 1)
               .float().div(255) for r in rows]  # (3, H, W) each
     x, sizes = net_batch(images, p.short_side, p.size_divisor)
-    logits, scores = predict_proposals(net, x, text)
+    bf16 = device.type == "cuda" and p.autocast == "bf16"
+    with torch.autocast(device.type, torch.bfloat16, enabled=bf16):  # (no_grad inside)
+        logits, scores = predict_proposals(net, x.to(device), text)
     out = []
-    for r, lg, sc, size in zip(rows, logits, scores, sizes):
+    for r, lg, sc, size in zip(rows, logits, scores.float(), sizes):
         image_size = (r.height, r.width)
         masks, kept = image_proposals(masks_to_image(lg, size, image_size), sc, image_size,
                                       p.min_score)
-        out.append(ImageProposals(r.image_id, masks.numpy(), kept.numpy().astype(np.float32)))
+        out.append(ImageProposals(r.image_id, masks.cpu().numpy(),
+                                  kept.cpu().numpy().astype(np.float32)))
     return out
 
 
@@ -57,14 +62,15 @@ def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc:
         yield from zip(batch, props)
 
 
-def recall_counts(split: Split, row, props: ImageProposals, seen: tuple[bool, ...],
+def recall_counts(split: Split, row, masks: np.ndarray, seen: tuple[bool, ...],
                   counts: dict) -> None:
-    """Add the row's segments found (IoU >= 0.5) and total, by group, to `counts`."""
+    """Add the row's segments found (IoU >= 0.5) by its proposal masks (N, H, W) and its
+    segments in total, by group, to `counts`."""
     labels = read_labels(Path(split.label_dir) / row.label_file)
     segs = label_segments(row.image_id, labels, split.ignore_label)
     if not segs:
         return
-    hit = segment_recall(props.masks, np.stack([s.mask for s in segs]))
+    hit = segment_recall(masks, np.stack([s.mask for s in segs]))
     for s, h in zip(segs, hit):
         group = "seen" if seen[s.label] else "unseen"
         counts.setdefault(group, [0, 0])
@@ -86,6 +92,6 @@ def split_recall(split: Split, rows, seen: tuple[bool, ...], net, text, p: Propo
     """Recall summary of the proposals of `rows` of `split`."""
     counts, n_props = {}, []
     for row, props in iter_split_proposals(split, rows, net, text, p, split.name, progress):
-        recall_counts(split, row, props, seen, counts)
+        recall_counts(split, row, props.masks, seen, counts)
         n_props.append(len(props.masks))
     return summarize(counts, n_props)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.distributed.process_group import Distributed
 from pipeline.proposals.loss import FOCAL, LossWeights, MaskLoss, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
-from pipeline.training.distributed import Distributed
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:

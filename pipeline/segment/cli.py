@@ -66,6 +66,7 @@ def segmenter_for(args, names: list[str]):
     they cannot be loaded (missing, or a corrupt file: re-running its stage fixes both)."""
     from safetensors import SafetensorError
 
+    from pipeline.distributed.device import select_device
     from pipeline.params import ParamsError, load_params
     from pipeline.segment.segmenter import load_segmenter
 
@@ -75,12 +76,13 @@ def segmenter_for(args, names: list[str]):
         net_input = dict(short_side=net.short_side, size_divisor=net.size_divisor)
         settings = dict(mask_threshold=p.mask_threshold, ensemble_lambda=p.ensemble_lambda,
                         fill=p.fill, batch_size=p.batch_size)
-        dtype, templates = p.dtype, params.clip.templates
+        dtype, templates, device = p.dtype, params.clip.templates, params.compute.device
     except ParamsError:  # no params.yaml here: the defaults
-        net_input, settings, dtype, templates = {}, {}, "float32", "vild"
+        net_input, settings, dtype, templates, device = {}, {}, "float32", "vild", "auto"
     try:
         return load_segmenter(names, args.proposals, args.adapted, args.base_clip,
-                              dtype=dtype, templates=templates, **net_input, **settings)
+                              dtype=dtype, templates=templates,
+                              device=select_device(device), **net_input, **settings)
     except FileNotFoundError as e:
         print(f"model missing: {e}", file=sys.stderr)
     except ValueError as e:  # the loaders' errors for corrupt files name the file

@@ -24,6 +24,7 @@ from pipeline.data.eval_datasets import (
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
 from pipeline.data.validate import BadItems
+from pipeline.distributed.chunks import Chunks
 from pipeline.proposals.augment import MAX_LONG_SIDE, short_side_shape
 from pipeline.segment.bottleneck import (
     BOTTLENECK_VARIANTS,
@@ -121,7 +122,7 @@ def bottleneck_label_maps(segmenter, image: np.ndarray, labels: np.ndarray,
 
 def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_side: int,
                          overlays: int, on_batch=lambda n: None, sweep: tuple[float, ...] = (),
-                         bottleneck: bool = False
+                         bottleneck: bool = False, rank: int = 0, world: int = 1
                          ) -> tuple[dict[str, np.ndarray], dict[float, np.ndarray], list[dict]]:
     """(variant -> (K, K) confusion matrix over `ds`'s rows, λ -> the ensemble's confusion
     matrix at that λ for each λ of `sweep`, the first `overlays` images with their ground
@@ -130,15 +131,18 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
     evaluation: sem_seg_postprocess to the original height and width). The sweep reuses
     each mask's CLIP probabilities: only the ensemble and the fusion run per λ.
     bottleneck: also the matrices of BOTTLENECK_VARIANTS (`bottleneck_label_maps`).
-    on_batch(n) after each batch of n images."""
+    on_batch(n) after each batch of n images.
+    rank, world: only this process's contiguous share of the batches (the batches are the
+    same for any process count, so the matrices summed over ranks are one process's)."""
     k = len(ds.classes)
     conf = {v: np.zeros((k, k), dtype=np.int64)
             for v in VARIANTS + (BOTTLENECK_VARIANTS if bottleneck else ())}
     swept = {lam: np.zeros((k, k), dtype=np.int64) for lam in sweep}
     panels = []
-    for i in range(0, len(ds.rows), images_per_batch):
+    batches = Chunks(len(ds.rows), images_per_batch)
+    for b in batches.owned(rank, world):
         loaded = [(read_rgb(ds.image_dir / r.file_name), read_labels(ds.label_dir / r.label_file))
-                  for r in ds.rows[i:i + images_per_batch]]
+                  for r in batches.slice(ds.rows, b)]
         found = segmenter.mask_predictions([image_tensor(resized_image(im, short_side))
                                             for im, _ in loaded])
         for (image, labels), masks in zip(loaded, found):

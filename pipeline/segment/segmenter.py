@@ -106,14 +106,15 @@ class Segmenter:
         proposal-net forward for all, the masked crops of all through CLIP in shared
         batches (CLIP runs once per mask, whatever λ the label maps use later)."""
         logits, all_mask_logits = self.net_outputs(images)
+        device = self.clip_text.device  # the crops are cut where CLIP runs
         per_image = []
         for b, (image, mask_logits) in enumerate(zip(images, all_mask_logits)):
-            crops, masks, valid = crops_for_clip(self.clip, image, crop_masks(
-                mask_logits, self.mask_threshold), self.fill)
-            per_image.append((maskformer_probs(logits[b]).float().cpu(), mask_logits, crops,
-                              masks, valid))
-        cos = crop_cosines(self.clip, torch.cat([c[valid] for _, _, c, _, valid in per_image]),
-                           torch.cat([m[valid] for _, _, _, m, valid in per_image]),
+            crops, masks, valid = crops_for_clip(self.clip, image.to(device), crop_masks(
+                mask_logits, self.mask_threshold).to(device), self.fill)
+            per_image.append((maskformer_probs(logits[b]).float().cpu(), mask_logits,
+                              crops[valid], masks[valid], valid.cpu()))
+        cos = crop_cosines(self.clip, torch.cat([c for _, _, c, _, _ in per_image]),
+                           torch.cat([m for _, _, _, m, _ in per_image]),
                            self.clip_text, self.prompts, self.batch_size)
         p_clip = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1)  # (valid crops, K)
         results, start = [], 0
@@ -129,10 +130,12 @@ def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/p
                    adapted_dir: str | Path = "models/mask_prompts",
                    base_clip_dir: str | Path = "models/clip_base",
                    text_cache: str | Path = ".cache/text_classifiers", dtype: str = "float32",
-                   templates: str = "vild", **settings) -> Segmenter:
-    """The pipeline's trained models, set up for `class_names`. The proposal net's class
-    embeddings come from the base CLIP's text tower (the space it was trained in), the
-    crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze it)."""
+                   templates: str = "vild", device: torch.device | str = "cpu",
+                   **settings) -> Segmenter:
+    """The pipeline's trained models, set up for `class_names` on `device`. The proposal
+    net's class embeddings come from the base CLIP's text tower (the space it was trained
+    in), the crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze
+    it). The fusion of the masks into label maps stays on the CPU."""
     from pipeline.adapt.adapted_model import load_adapted
     from pipeline.clip.mask_classifier import cast_for_inference
     from pipeline.clip.model import load_clip, tokenizer_for
@@ -147,5 +150,7 @@ def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/p
     clip, prompts, _ = load_adapted(adapted_dir)
     clip_text = cached_text_classifier(clip, tokenizer, class_names, text_cache,
                                        TEMPLATE_SETS[templates])
-    return Segmenter(net, net_text, cast_for_inference(clip, dtype), clip_text, prompts,
-                     **settings)
+    device = torch.device(device)
+    return Segmenter(net.to(device), net_text.to(device),
+                     cast_for_inference(clip, dtype).to(device), clip_text.to(device),
+                     None if prompts is None else prompts.to(device), **settings)
