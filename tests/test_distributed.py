@@ -32,7 +32,7 @@ from pipeline.distributed.chunks import Chunks, ChunkStore, fingerprint
 from pipeline.distributed.device import select_device
 from pipeline.distributed.launch import process_count
 from tests.conftest import REPO
-from tests.test_faults_atomic import TINY, outputs, stage_call, tree
+from tests.test_faults_atomic import outputs, run_tiny_pipeline, stage_call, tree
 
 DATA_STAGES = ("extract_proposals", "mine_pairs", "write_shards")
 TORCHRUN_STAGES = (*DATA_STAGES, "evaluate@world_full")
@@ -155,23 +155,11 @@ def comparable(files: dict[str, bytes]) -> dict[str, bytes]:
 def miniature(tmp_path_factory):
     """The tiny pipeline in one process, chunks of 5 images, one image per evaluation batch
     (4 batches: both ranks get a share)."""
-    from pipeline.mining.nltk_setup import wordnet_reader
-
-    if wordnet_reader() is None:
-        pytest.fail("WordNet is not installed: run `make nltk` (see README)")
     work = tmp_path_factory.mktemp("miniature")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    params["compute"]["chunk_images"] = 5
-    params["eval"].update({"images_per_batch": 1, "max_images": 4, "overlays": 3})
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(work)
-        for name in ("check_params", "prepare_data", "base_clip", "train_proposals",
-                     *DATA_STAGES, "finetune", "prompt_tune", "evaluate@world_full"):
-            module, argv = stage_call(name)
-            module.main(argv)
+    run_tiny_pipeline(work, ["check_params", "prepare_data", "base_clip", "train_proposals",
+                             *DATA_STAGES, "finetune", "prompt_tune", "evaluate@world_full"],
+                      {"compute": {"chunk_images": 5},
+                       "eval": {"images_per_batch": 1, "max_images": 4, "overlays": 3}})
     reference = {name: tree(*[work / p for p in outputs(name)]) for name in TORCHRUN_STAGES}
     assert not (work / "data/tmp/extract_proposals").exists()  # chunks cleared once merged
     return work, reference

@@ -138,22 +138,31 @@ def outputs(name: str) -> list[Path]:
             for key in ("outs", "metrics", "plots") for o in entry.get(key, [])]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def run_tiny_pipeline(work: Path, stages: list[str], overrides: dict | None = None) -> None:
+    """params.yaml with TINY (then `overrides`, section by section) in `work`, and `stages`
+    run there in this process, in order."""
     from pipeline.mining.nltk_setup import wordnet_reader
 
     if wordnet_reader() is None:
         pytest.fail("WordNet is not installed: run `make nltk` (see README)")
-    work = tmp_path_factory.mktemp("pipeline")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
+    for values in (TINY, overrides or {}):
+        for section, section_values in values.items():
+            params[section].update(section_values)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)  # the cmds' paths are relative to the repository, as under dvc
-        for name in PIPELINE:
+        for name in stages:
             module, argv = stage_call(name)
             module.main(argv)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    run_tiny_pipeline(work, PIPELINE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
         yield work
 
 
