@@ -35,3 +35,78 @@ def test_mask_iou_single():
     b[1:3] = True
     assert mask_iou_single(a, b) == 4 / 12 and mask_iou_single(a, a) == 1.0
     assert mask_iou_single(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 0.0
+
+
+def test_read_ahead_keeps_order_and_raises_where_the_item_would_come():
+    from pipeline.data.read_ahead import read_ahead
+
+    for depth in (0, 1, 3):
+        assert list(read_ahead(range(20), depth)) == list(range(20))
+
+    def failing():
+        yield from range(3)
+        raise ValueError("bad item 3")
+
+    got = []
+    try:
+        for x in read_ahead(failing(), 2):
+            got.append(x)
+    except ValueError as e:
+        assert str(e) == "bad item 3"
+    else:
+        raise AssertionError("the reader's exception was not raised")
+    assert got == [0, 1, 2]
+
+
+def test_read_ahead_stops_its_reader_when_the_loop_is_left():
+    import threading
+
+    from pipeline.data.read_ahead import read_ahead
+
+    produced = []
+
+    def items():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    for x in read_ahead(items(), 2):
+        if x == 5:
+            break
+    assert not any(t.name == "read-ahead" for t in threading.enumerate())
+    assert len(produced) <= 5 + 1 + 2 + 1  # at most depth ahead, plus the one being put
+
+
+def test_mined_pairs_are_the_same_with_images_read_ahead(tmp_path):
+    """mine_pairs reads ahead on a thread on CUDA; forced on here, on the CPU, it must give
+    the pairs and counts of the plain loop."""
+    from PIL import Image
+
+    from pipeline.clip.model import create_clip
+    from pipeline.data.layouts import IndexRow, Split
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    rows = []
+    for i in range(7):
+        labels = np.zeros((40, 48), np.uint8)
+        labels[:, 24:] = 1
+        labels[rng.integers(5, 20):30, 5:15] = 2
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+            tmp_path / "images" / f"{i}.png")
+        Image.fromarray(labels).save(tmp_path / "labels" / f"{i}.png")
+        rows.append(IndexRow(i, f"{i}.png", f"{i}.png", 40, 48, ("a dog on grass",)))
+    split = Split("train", "train", str(tmp_path / "images"), str(tmp_path / "labels"), "", "")
+    torch.manual_seed(0)
+    clip = create_clip("ovseg-tiny-vit", "").eval()
+    lemmas = ["dog", "grass", "sky"]
+    text = F.normalize(torch.randn(len(lemmas), 64), dim=-1)
+    nouns = {i: [(0, "dog", "dog"), (0, "grass", "grass")] if i != 3 else [] for i in range(7)}
+    p = MineParams(masks="gt", crop_batch_size=4)
+    runs = [mine_pairs(clip, text, lemmas, nouns, {"dog": 2, "grass": 0}, rows, split, p,
+                       tmp_path, read_ahead_images=ahead) for ahead in (0, 3)]
+    assert runs[0] == runs[1]
+    assert len(runs[0][0]["image_id"]) == 12 and runs[0][1] == 12  # 6 images with nouns
