@@ -28,7 +28,6 @@ from pipeline.data.read_ahead import read_ahead
 from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, mask_iou_single
 from pipeline.params import MineParams
 
-
 # Images decoded ahead of CLIP on a GPU: at 640x480 with 100 proposals an image's masks are
 # about 30 MB, so 8 ahead hold about 240 MB per process.
 READ_AHEAD_IMAGES = 8
