@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.clip.local_configs import local_model_config
 from pipeline.params import Params, ParamsError
 
 
@@ -20,6 +21,9 @@ def clip_vision_config(arch: str, pretrained: str) -> dict:
     folder_config = Path(pretrained) / "open_clip_config.json" if pretrained else None
     if folder_config is not None and folder_config.is_file():
         return json.loads(folder_config.read_text())["model_cfg"]["vision_cfg"]
+    local = local_model_config(arch)  # the repo's own: no need to import open_clip
+    if local is not None:
+        return local["vision_cfg"]
     from pipeline.clip.model import model_config
 
     try:

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.launch import hand_over_to_torchrun
 from pipeline.distributed.process_group import Distributed
 from pipeline.params import Params, load_params
 
@@ -22,9 +22,7 @@ def start_adaptation_stage(params_path: str | Path, module: str, argv: list[str]
     """Under `compute.processes` > 1 (and not yet under torchrun) this process starts
     `module` under torchrun and exits with its status instead of returning."""
     params = load_params(params_path)
-    code = relaunch_under_torchrun(module, argv, params.compute.processes)
-    if code is not None:
-        raise SystemExit(code)
+    hand_over_to_torchrun(module, argv, params.compute.processes)
     device, ddp = start_ranks(params.compute.device)
     torch.set_num_threads(params.adapt.threads)
     torch.manual_seed(params.adapt.seed)  # after the process group, before any model

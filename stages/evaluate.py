@@ -41,7 +41,7 @@ from pipeline.data.eval_datasets import canonical_eval_name
 from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
 from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.launch import hand_over_to_torchrun
 from pipeline.distributed.process_group import gather_to_main, sum_over_ranks
 from pipeline.params import load_params
 from pipeline.segment.bottleneck import BOTTLENECK_VARIANTS
@@ -67,9 +67,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    code = relaunch_under_torchrun("stages.evaluate", argv, params.compute.processes)
-    if code is not None:
-        raise SystemExit(code)
+    hand_over_to_torchrun("stages.evaluate", argv, params.compute.processes)
     p = params.eval
     torch.set_num_threads(p.threads)
     device, ddp = start_ranks(params.compute.device)

@@ -27,7 +27,7 @@ from pipeline.data.layouts import iter_index, read_splits
 from pipeline.data.proposal_table import ProposalWriter, part_name, proposals_for_rows
 from pipeline.distributed.chunks import Chunks, ChunkStore, fingerprint, input_digest
 from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.launch import hand_over_to_torchrun
 from pipeline.distributed.process_group import barrier
 from pipeline.params import load_params, to_dict
 from pipeline.proposals.extract import (
@@ -73,9 +73,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    code = relaunch_under_torchrun("stages.extract_proposals", argv, params.compute.processes)
-    if code is not None:
-        raise SystemExit(code)
+    hand_over_to_torchrun("stages.extract_proposals", argv, params.compute.processes)
     p = params.proposals
     torch.set_num_threads(p.threads)
     device, ddp = start_ranks(params.compute.device)

@@ -31,7 +31,7 @@ from pipeline.data.files import json_bytes, staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.distributed.chunks import Chunks, ChunkStore, fingerprint, input_digest
 from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.launch import hand_over_to_torchrun
 from pipeline.distributed.process_group import barrier, main_first
 from pipeline.mining.mine import (
     caption_nouns,
@@ -69,9 +69,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    code = relaunch_under_torchrun("stages.mine_pairs", argv, params.compute.processes)
-    if code is not None:
-        raise SystemExit(code)
+    hand_over_to_torchrun("stages.mine_pairs", argv, params.compute.processes)
     p = params.mine
     torch.set_num_threads(p.threads)
     device, ddp = start_ranks(params.compute.device)

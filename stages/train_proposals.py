@@ -27,7 +27,7 @@ from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.launch import hand_over_to_torchrun
 from pipeline.distributed.process_group import main_first
 from pipeline.params import load_params, to_dict
 from pipeline.proposals.backbones import load_backbone_weights
@@ -62,9 +62,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    code = relaunch_under_torchrun("stages.train_proposals", argv, params.compute.processes)
-    if code is not None:
-        raise SystemExit(code)
+    hand_over_to_torchrun("stages.train_proposals", argv, params.compute.processes)
     p = params.proposals
     device, ddp = start_ranks(params.compute.device)
     torch.set_num_threads(p.threads)

@@ -38,7 +38,7 @@ from pipeline.data.shard_writer import (
     shard_of_samples,
 )
 from pipeline.distributed.chunks import Chunks, ChunkStore, fingerprint, input_digest
-from pipeline.distributed.launch import relaunch_under_torchrun
+from pipeline.distributed.launch import hand_over_to_torchrun
 from pipeline.distributed.process_group import barrier, init_distributed
 from pipeline.params import load_params, to_dict
 
@@ -75,9 +75,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    code = relaunch_under_torchrun("stages.write_shards", argv, params.compute.processes)
-    if code is not None:
-        raise SystemExit(code)
+    hand_over_to_torchrun("stages.write_shards", argv, params.compute.processes)
     p, masks_from = params.shards, params.mine.masks
     torch.set_num_threads(p.threads)
     ddp = init_distributed(torch.device("cpu"))  # crops and JPEGs: no network to run

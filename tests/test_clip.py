@@ -55,3 +55,15 @@ def test_outline_control_learns_outlines_only_when_they_carry_the_class():
     acc_info = outline_control(informative[:300], y[:300], informative[300:], y[300:], 4, 300)
     acc_noise = outline_control(noise[:300], y[:300], noise[300:], y[300:], 4, 300)
     assert acc_info > 0.9 and acc_noise < 0.45
+
+
+def test_local_model_config_is_what_open_clip_reads():
+    """check_params reads the repo's configs without open_clip; they must be the same."""
+    from pipeline.clip.local_configs import MODEL_CONFIG_DIR, local_model_config
+    from pipeline.clip.model import model_config
+
+    archs = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+    assert "ovseg-tiny-vit" in archs
+    for arch in archs:
+        assert local_model_config(arch) == model_config(arch)
+    assert local_model_config("ViT-B-16") is None  # a built-in: open_clip's own

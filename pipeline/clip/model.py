@@ -18,7 +18,8 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
-MODEL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "models" / "configs"
+from pipeline.clip.local_configs import MODEL_CONFIG_DIR
+
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
 

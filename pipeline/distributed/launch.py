@@ -37,3 +37,11 @@ def relaunch_under_torchrun(module: str, argv: list[str] | None, processes: int)
            f"--nproc-per-node={processes}", "-m", module, *argv]
     print(f"{module}: {processes} processes under torchrun", flush=True)
     return subprocess.run(cmd).returncode
+
+
+def hand_over_to_torchrun(module: str, argv: list[str] | None, processes: int) -> None:
+    """`relaunch_under_torchrun`, then exit with the workers' status: returns only when this
+    process is to do the stage's work itself."""
+    code = relaunch_under_torchrun(module, argv, processes)
+    if code is not None:
+        raise SystemExit(code)

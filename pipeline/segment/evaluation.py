@@ -153,8 +153,9 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
             for lam, m in by_lambda.items():
                 swept[lam] += confusion_matrix(m.numpy(), labels, k, ds.ignore_label)
             if bottleneck:
-                for v, m in bottleneck_label_maps(segmenter, image, labels, masks.mask_logits,
-                                                  k, ds.ignore_label).items():
+                for v, m in bottleneck_label_maps(segmenter, image, labels,
+                                                  masks.mask_logits.cpu(), k,
+                                                  ds.ignore_label).items():
                     conf[v] += confusion_matrix(m, labels, k, ds.ignore_label)
             if len(panels) < overlays:
                 panels.append({"image": image, "gt": labels, **pred})

@@ -31,7 +31,9 @@ from pipeline.segment.two_stage import (
 @dataclass
 class MaskPredictions:
     """One image's two-stage evidence before the ensemble: per mask, MaskFormer's and
-    CLIP's class probabilities; the label maps of any λ are a cheap recombination."""
+    CLIP's class probabilities; the label maps of any λ are a cheap recombination. All on
+    the device the segmenter runs on, so that the fusion of Q full-size masks with K
+    classes (Q x K x H x W multiply-adds per λ) runs there too."""
 
     p_maskformer: torch.Tensor  # (Q, K)
     p_clip: torch.Tensor  # (Q, K), zero rows where the crop is empty
@@ -43,13 +45,14 @@ class MaskPredictions:
                    ) -> tuple[dict[str, torch.Tensor], dict[float, torch.Tensor]]:
         """({"maskformer" | "clip" | "ensemble": (h, w) int64 label map}, {λ: ensemble
         label map} for each λ of `sweep`), at `size` (h, w) (default: the image's): the
-        sigmoid masks resized bilinearly before the fusion (sem_seg_postprocess)."""
+        sigmoid masks resized bilinearly before the fusion (sem_seg_postprocess). The
+        label maps come back on the CPU."""
         masks = mask_probs(self.mask_logits, size)
-        variants = {name: fused_labels(probs, masks[keep]) for name, (probs, keep) in
+        variants = {name: fused_labels(probs, masks[keep]).cpu() for name, (probs, keep) in
                     variant_probs(self.p_maskformer, self.p_clip, self.valid,
                                   ensemble_lambda).items()}
         swept = {lam: fused_labels(ensemble(self.p_maskformer, self.p_clip, self.valid, lam),
-                                   masks) for lam in sweep}
+                                   masks).cpu() for lam in sweep}
         return variants, swept
 
 
@@ -86,12 +89,12 @@ class Segmenter:
                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(3, H, W) images in [0, 1] -> the proposal net's class logits (B, Q, K + 1) over
         the vocabulary, and each image's (Q, H, W) mask logits at its own size (one
-        forward for all; inference.py's resize and padding)."""
+        forward for all; inference.py's resize and padding), on the net's device."""
         x, sizes = net_batch(images, self.short_side, self.size_divisor)
         out = self.net(x.to(self.net_text.device))[-1]
         logits = class_logits(out["query_text"], self.net_text, self.net.no_object,
                               self.net.cfg.temperature)  # (B, Q, K + 1)
-        return logits, [masks_to_image(out["mask_logits"][b], size, image.shape[-2:]).cpu()
+        return logits, [masks_to_image(out["mask_logits"][b], size, image.shape[-2:])
                         for b, (image, size) in enumerate(zip(images, sizes))]
 
     @torch.no_grad()
@@ -111,12 +114,12 @@ class Segmenter:
         for b, (image, mask_logits) in enumerate(zip(images, all_mask_logits)):
             crops, masks, valid = crops_for_clip(self.clip, image.to(device), crop_masks(
                 mask_logits, self.mask_threshold).to(device), self.fill)
-            per_image.append((maskformer_probs(logits[b]).float().cpu(), mask_logits,
-                              crops[valid], masks[valid], valid.cpu()))
+            per_image.append((maskformer_probs(logits[b]).float().to(device),
+                              mask_logits.to(device), crops[valid], masks[valid], valid))
         cos = crop_cosines(self.clip, torch.cat([c for _, _, c, _, _ in per_image]),
                            torch.cat([m for _, _, _, m, _ in per_image]),
                            self.clip_text, self.prompts, self.batch_size)
-        p_clip = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1)  # (valid crops, K)
+        p_clip = (CLIP_LOGIT_SCALE * cos.to(device)).softmax(dim=-1)  # (valid crops, K)
         results, start = [], 0
         for p_mf, mask_logits, _, _, valid in per_image:
             p = torch.zeros_like(p_mf)

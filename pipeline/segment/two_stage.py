@@ -58,7 +58,7 @@ def fused_labels(probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     that a large vocabulary at full resolution stays within memory."""
     h, w = masks.shape[-2:]
     if len(probs) == 0:
-        return torch.zeros((h, w), dtype=torch.long)
+        return torch.zeros((h, w), dtype=torch.long, device=masks.device)
     rows = max(1, LABEL_MAP_CHUNK // max(1, probs.shape[1] * w))
     return torch.cat([torch.einsum("qk,qhw->khw", probs, masks[:, r:r + rows]).argmax(dim=0)
                       for r in range(0, h, rows)])
