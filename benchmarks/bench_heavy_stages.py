@@ -172,7 +172,7 @@ def evaluate_row(b: Bench, name: str) -> list:
     flops = flops_of(segment)
     seconds = timed(segment, device, b.repeats)
     return b.row("evaluate", name, "images", 1 / seconds, flops, flops / seconds,
-                 "fusion on the CPU", ADE_IMAGES)
+                 f"fusion on {device} too", ADE_IMAGES)
 
 
 def shards_row(b: Bench, crops: int) -> list:
