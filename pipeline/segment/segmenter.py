@@ -79,9 +79,12 @@ class Segmenter:
     @torch.no_grad()
     def classify_regions(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """CLIP alone on given masks: image (3, H, W) in [0, 1], masks (N, H, W) bool ->
-        (N, K) class probabilities of each mask's crop (zero rows for empty masks)."""
-        probs, _ = classify_masks(self.clip, image, masks, self.clip_text, self.prompts,
-                                  self.fill, batch_size=self.batch_size)
+        (N, K) class probabilities of each mask's crop (zero rows for empty masks), on
+        the CPU."""
+        device = self.clip_text.device  # the crops are cut where CLIP runs
+        probs, _ = classify_masks(self.clip, image.to(device), masks.to(device),
+                                  self.clip_text, self.prompts, self.fill,
+                                  batch_size=self.batch_size)
         return probs
 
     @torch.no_grad()
