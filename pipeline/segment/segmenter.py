@@ -141,7 +141,8 @@ def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/p
     """The pipeline's trained models, set up for `class_names` on `device`. The proposal
     net's class embeddings come from the base CLIP's text tower (the space it was trained
     in), the crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze
-    it). The fusion of the masks into label maps stays on the CPU."""
+    it). The fusion of the masks into label maps runs on `device` too; the label maps come
+    back on the CPU."""
     from pipeline.adapt.adapted_model import load_adapted
     from pipeline.clip.mask_classifier import cast_for_inference
     from pipeline.clip.model import load_clip, tokenizer_for
