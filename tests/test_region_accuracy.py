@@ -2,7 +2,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.adapt.region_accuracy import RegionSet, Variant, outline_accuracy, region_accuracy
+from pipeline.adapt.region_accuracy import (
+    RegionSet,
+    Variant,
+    _batches_of_regions,
+    outline_accuracy,
+    region_accuracy,
+)
 from pipeline.data.class_lists import ClassList
 
 
@@ -50,3 +56,30 @@ def test_outline_control_needs_two_classes_and_held_out_images():
     x = torch.rand(4, 16)
     assert outline_accuracy(x, torch.zeros(4, dtype=torch.long), np.arange(4), 5, 0) is None
     assert outline_accuracy(x, torch.tensor([0, 1, 0, 1]), np.zeros(4), 5, 0) is None
+
+
+def test_regions_are_grouped_in_order_into_batches_of_about_batch_size_crops():
+    sets = regions(9)  # 2 crops each
+    for batch_size in (1, 3, 4, 100):
+        groups = list(_batches_of_regions(iter(sets), batch_size))
+        assert [r for g in groups for r in g] == sets
+        for g in groups[:-1]:  # full: reaches batch_size, and not without its last image
+            crops = [len(r.label) for r in g]
+            assert sum(crops) >= batch_size > sum(crops[:-1])
+
+
+def test_grouping_images_into_one_forward_gives_the_per_image_predictions(monkeypatch):
+    import pipeline.clip.mask_classifier as mc
+
+    monkeypatch.setattr(mc, "encode_image", lambda model, images, masks, prompts:
+                        model.visual(images))
+    gen = torch.Generator().manual_seed(0)
+    sets = [RegionSet(r.image_index, r.label, r.crops + 0.4 * torch.rand(r.crops.shape,
+                      generator=gen), r.crop_masks, r.outline_crops) for r in regions(12)]
+    classes = ClassList("toy", ("red", "green", "blue"), (True,) * 3, (True, True, False))
+    text = F.normalize(torch.randn(3, 3, generator=gen), dim=-1)
+    variants = {"v": Variant(ColourClip(), None, text)}
+    per_image = region_accuracy(sets, variants, classes, batch_size=1, control_steps=5)
+    grouped = region_accuracy(sets, variants, classes, batch_size=7, control_steps=5)
+    assert per_image == grouped
+    assert 0 < per_image["v"]["all"] < 1  # the check would see a flipped prediction

@@ -60,6 +60,21 @@ def predict(variant: Variant, crops: torch.Tensor, crop_masks: torch.Tensor,
                         batch_size).argmax(dim=1)
 
 
+def _batches_of_regions(regions: Iterable[RegionSet], batch_size: int
+                        ) -> Iterable[list[RegionSet]]:
+    """Consecutive images' region sets, about `batch_size` crops a group: an image has a
+    few segments, and a CLIP forward per image and variant was most of the stage's time."""
+    group, crops = [], 0
+    for r in regions:
+        group.append(r)
+        crops += len(r.label)
+        if crops >= batch_size:
+            yield group
+            group, crops = [], 0
+    if group:
+        yield group
+
+
 def region_accuracy(regions: Iterable[RegionSet], variants: dict[str, Variant],
                     classes: ClassList, batch_size: int = 256,
                     control_steps: int = 600, seed: int = 0) -> dict:
@@ -72,14 +87,17 @@ def region_accuracy(regions: Iterable[RegionSet], variants: dict[str, Variant],
     preds = {name: [] for name in variants}
     preds.update({f"{name}_outline": [] for name in variants})
     targets, outlines, image_of = [], [], []
-    for r in regions:
+    for group in _batches_of_regions(regions, batch_size):
+        crops = torch.cat([r.crops for r in group])
+        crop_masks = torch.cat([r.crop_masks for r in group])
+        outline_crops = torch.cat([r.outline_crops for r in group])
         for name, v in variants.items():
-            preds[name].append(predict(v, r.crops, r.crop_masks, batch_size))
-            preds[f"{name}_outline"].append(predict(v, r.outline_crops, r.crop_masks,
-                                                    batch_size))
-        targets.append(torch.from_numpy(r.label))
-        outlines.append(outline_features(r.crop_masks))
-        image_of += [r.image_index] * len(r.label)
+            preds[name].append(predict(v, crops, crop_masks, batch_size))
+            preds[f"{name}_outline"].append(predict(v, outline_crops, crop_masks, batch_size))
+        for r in group:
+            targets.append(torch.from_numpy(r.label))
+            outlines.append(outline_features(r.crop_masks))
+            image_of += [r.image_index] * len(r.label)
     if not targets:
         raise ValueError("no labelled segments in this split")
     target = torch.cat(targets)
