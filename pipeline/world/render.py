@@ -66,6 +66,7 @@ def texture(look: Appearance, rng: np.random.Generator, size: int, center) -> np
     cy, cx = center
     cos_t, sin_t = pm.cos(theta), pm.sin(theta)
     u = xx * cos_t + yy * sin_t
+    v = -xx * sin_t + yy * cos_t
     phase = rng.uniform(0, 2 * np.pi)
     p = look.pattern
     if p == "solid":
@@ -80,10 +81,8 @@ def texture(look: Appearance, rng: np.random.Generator, size: int, center) -> np
     elif p == "stripes":
         t = (pm.sin(2 * np.pi * u / period + phase) > 0).astype(np.float32)
     elif p == "checker":
-        v = -xx * sin_t + yy * cos_t
         t = ((np.floor(u / period + phase) + np.floor(v / period)) % 2).astype(np.float32)
     elif p == "dots":
-        v = -xx * sin_t + yy * cos_t
         du = (u + phase * period) % period - period / 2
         dv = (v + phase * period) % period - period / 2
         t = (du**2 + dv**2 < (0.3 * period) ** 2).astype(np.float32)
