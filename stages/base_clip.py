@@ -25,6 +25,7 @@ from pipeline.clip.model import create_clip, model_config, pixel_stats, save_cli
 from pipeline.clip.pretrain import LOSS_COLUMNS, caption_batches, train_clip
 from pipeline.clip.region_probe import outline_only_control, zero_shot_probe
 from pipeline.clip.text_classifier import TEMPLATE_SETS
+from pipeline.data.decoded_cache import DecodedCache
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.image_io import read_rgb
 from pipeline.data.layouts import iter_index, read_splits
@@ -35,9 +36,11 @@ from pipeline.training.loss_log import write_loss_log
 def pretrain(model, split, tokenizer, size, p, mean, std):
     rows = list(iter_index(split.index))
     image_dir = Path(split.image_dir)
+    decoded = DecodedCache()  # ~4 epochs of the world's images: each decoded once
 
     def load_batch(idx, caps):
-        imgs = np.stack([read_rgb(image_dir / rows[i].file_name, size) for i in idx])
+        imgs = np.stack([decoded.get(i, lambda i=i: (read_rgb(image_dir / rows[i].file_name,
+                                                               size),))[0] for i in idx])
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
         return probe.normalize(x, mean, std), tokenizer([rows[i].captions[c]
                                                           for i, c in zip(idx, caps)])

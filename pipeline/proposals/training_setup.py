@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.data.class_lists import load_class_list
+from pipeline.data.decoded_cache import DecodedCache
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.params import ProposalParams
@@ -96,11 +97,15 @@ def batch_loader(rows, split: Split, lut: torch.Tensor, p: ProposalParams,
     batch depends on the step alone and a resumed run sees the same batches."""
     pred_size = (p.crop_size // 4, p.crop_size // 4)
     image_dir, label_dir = Path(split.image_dir), Path(split.label_dir)
+    decoded = DecodedCache()  # 1.6 epochs of the world's images in 1000 steps
+
+    def read(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return (read_rgb(image_dir / rows[i].file_name),
+                read_labels(label_dir / rows[i].label_file))
 
     def load_one(i: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([p.seed, step, i])
-        return augment(read_rgb(image_dir / rows[i].file_name),
-                       read_labels(label_dir / rows[i].label_file), rng, p.crop_size,
+        return augment(*decoded.get(i, lambda: read(i)), rng, p.crop_size,
                        p.scale_min, p.scale_max, p.single_category_max_area, p.flip,
                        p.color_jitter, split.ignore_label)
 
