@@ -198,20 +198,25 @@ def test_valid_is_the_labelled_share_and_class_masks_sum_to_it():
     assert empty["masks"].shape == (0, 2, 2) and (empty["valid"] == 0).all()
 
 
+def random_training_split(root, n: int, h: int, w: int, classes: int):
+    """n random (h, w) images and label maps as PNG files under `root`: (index rows, split)."""
+    rng = np.random.default_rng(0)
+    (root / "im").mkdir()
+    (root / "lab").mkdir()
+    rows = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            root / "im" / f"{i}.png")
+        Image.fromarray(rng.integers(0, classes, (h, w), dtype=np.uint8)).save(
+            root / "lab" / f"{i}.png")
+        rows.append(IndexRow(i, f"{i}.png", f"{i}.png", h, w))
+    return rows, Split("train", "train", str(root / "im"), str(root / "lab"), "", "")
+
+
 def test_world_batches_are_the_squashed_reads_of_before(tmp_path):
     """params.yaml's world (crop 64, scale 1/1, no flip or colour) on 64x64 images: the
     batch is byte for byte what `read_rgb(path, (64, 64))` gave before augmentation."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "im").mkdir()
-    (tmp_path / "lab").mkdir()
-    rows = []
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
-            tmp_path / "im" / f"{i}.png")
-        Image.fromarray(rng.integers(0, 4, (64, 64), dtype=np.uint8)).save(
-            tmp_path / "lab" / f"{i}.png")
-        rows.append(IndexRow(i, f"{i}.png", f"{i}.png", 64, 64))
-    split = Split("train", "train", str(tmp_path / "im"), str(tmp_path / "lab"), "", "")
+    rows, split = random_training_split(tmp_path, 3, 64, 64, 4)
     p = ProposalParams(crop_size=64, scale_min=1.0, scale_max=1.0, flip=False,
                        color_jitter=False)
     lut = torch.arange(256)
@@ -224,3 +229,22 @@ def test_world_batches_are_the_squashed_reads_of_before(tmp_path):
             read_labels(tmp_path / "lab" / f"{i}.png", (64, 64)).copy()), lut, (16, 16))
         for k in old_t:
             assert torch.equal(targets[b][k], old_t[k]), k
+
+
+def test_a_batch_from_the_decoded_cache_equals_one_read_from_the_files(tmp_path):
+    """Augmentation on (scale, flip, colour jitter): a later epoch's batch, built from the
+    loader's cached arrays (pipeline/data/decoded_cache.py), is the batch a fresh loader
+    reads from the files."""
+    rows, split = random_training_split(tmp_path, 4, 48, 80, 5)
+    p = ProposalParams(crop_size=64, scale_min=0.5, scale_max=2.0, flip=True,
+                       color_jitter=True)
+    lut, cpu = torch.arange(256), torch.device("cpu")
+    warm = batch_loader(rows, split, lut, p, cpu)
+    warm(np.array([0, 1, 2, 3]), step=0)  # every image now cached
+    for step in (1, 2, 7):
+        idx = np.array([3, 1, 0])
+        images, targets = warm(idx, step)
+        cold_images, cold_targets = batch_loader(rows, split, lut, p, cpu)(idx, step)
+        assert torch.equal(images, cold_images)
+        for t, c in zip(targets, cold_targets):
+            assert t.keys() == c.keys() and all(torch.equal(t[k], c[k]) for k in t)
