@@ -38,9 +38,11 @@ def pretrain(model, split, tokenizer, size, p, mean, std):
     image_dir = Path(split.image_dir)
     decoded = DecodedCache()  # ~4 epochs of the world's images: each decoded once
 
+    def read(i: int) -> tuple[np.ndarray]:
+        return (read_rgb(image_dir / rows[i].file_name, size),)
+
     def load_batch(idx, caps):
-        imgs = np.stack([decoded.get(i, lambda i=i: (read_rgb(image_dir / rows[i].file_name,
-                                                               size),))[0] for i in idx])
+        imgs = np.stack([decoded.get(i, read)[0] for i in idx])
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
         return probe.normalize(x, mean, std), tokenizer([rows[i].captions[c]
                                                           for i, c in zip(idx, caps)])

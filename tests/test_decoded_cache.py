@@ -17,12 +17,11 @@ def counting_reader(calls, shape=(4, 4, 3)):
 
 
 def test_each_key_is_read_once_within_the_budget():
-    calls, read = [], counting_reader([])
     calls = []
     read = counting_reader(calls)
     cache = DecodedCache(budget_bytes=10 * 48)
     for key in [3, 1, 3, 3, 1, 2]:
-        (a,) = cache.get(key, lambda key=key: read(key))
+        (a,) = cache.get(key, read)
         assert (a == key).all()
     assert calls == [3, 1, 2] and cache.held_bytes == 3 * 48
 
@@ -32,14 +31,13 @@ def test_past_the_budget_reads_again_and_keeps_what_it_had():
     read = counting_reader(calls)
     cache = DecodedCache(budget_bytes=2 * 48)  # room for two 48-byte images
     for key in [0, 1, 2, 2, 0, 1]:
-        cache.get(key, lambda key=key: read(key))
+        cache.get(key, read)
     assert calls == [0, 1, 2, 2] and cache.held_bytes == 2 * 48
 
 
 def test_cached_arrays_are_read_only():
     cache = DecodedCache()
-    (a,) = cache.get(0, lambda: (np.zeros((2, 2), np.uint8),))
+    (a,) = cache.get(0, lambda _: (np.zeros((2, 2), np.uint8),))
     with pytest.raises(ValueError):
         a[0, 0] = 1
-    assert cache.get(0, lambda: (np.ones((2, 2), np.uint8),))[0].sum() == 0
-
+    assert cache.get(0, lambda _: (np.ones((2, 2), np.uint8),))[0].sum() == 0

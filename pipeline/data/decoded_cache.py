@@ -25,13 +25,13 @@ class DecodedCache:
         self.held_bytes = 0
         self._items: dict[Hashable, tuple[np.ndarray, ...]] = {}
 
-    def get(self, key: Hashable, read: Callable[[], tuple[np.ndarray, ...]]
+    def get(self, key: Hashable, read: Callable[[Hashable], tuple[np.ndarray, ...]]
             ) -> tuple[np.ndarray, ...]:
-        """The arrays `read()` returns for `key`, decoded once while the budget lasts."""
+        """The arrays `read(key)` returns, decoded once while the budget lasts."""
         hit = self._items.get(key)
         if hit is not None:
             return hit
-        arrays = tuple(read())
+        arrays = tuple(read(key))
         for a in arrays:
             a.setflags(write=False)
         size = sum(a.nbytes for a in arrays)

@@ -105,7 +105,7 @@ def batch_loader(rows, split: Split, lut: torch.Tensor, p: ProposalParams,
 
     def load_one(i: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([p.seed, step, i])
-        return augment(*decoded.get(i, lambda: read(i)), rng, p.crop_size,
+        return augment(*decoded.get(i, read), rng, p.crop_size,
                        p.scale_min, p.scale_max, p.single_category_max_area, p.flip,
                        p.color_jitter, split.ignore_label)
 
