@@ -179,8 +179,8 @@ class AdaptParams:
                            doc="auto: bf16 autocast on GPU, fp32 on CPU")
     seed: int = _spec(0, ge=0)
     eval_batch_size: int = _spec(256, ge=1)
-    mpt_only_row: bool = _spec(True, doc="adaptation_report trains MPT on the base CLIP for "
-                                         "its 'mpt' row when the pipeline did not")
+    mpt_only_row: bool = _spec(False, doc="adaptation_report trains MPT on the base CLIP for "
+                                          "its 'mpt' row when the pipeline did not")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ SMALL = {
     "proposals": {"steps": 4, "batch_size": 4, "warmup_steps": 1, "recall_images": 8,
                   "checkpoint_every": 2, "row_group_size": 64},
     "mine": {"max_images": 48, "masks": "gt"},  # a 4-step proposal net may find no pairs
-    "adapt": {"shuffle_buffer": 50, "eval_batch_size": 32},
+    "adapt": {"shuffle_buffer": 50, "eval_batch_size": 32, "mpt_only_row": True},
     "ft": {"epochs": 1, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 2},
     "mpt": {"epochs": 1, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 2},
 }
