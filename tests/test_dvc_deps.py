@@ -135,3 +135,23 @@ def test_checker_reports_a_removed_dep():
     broken = copy.deepcopy(STAGES[name])
     broken["deps"].remove(target)
     assert missing_deps(broken) == sorted([*before, target]), f"{name} without {target}"
+
+
+# adapt.* keys that only adaptation_report reads: listing them for finetune or prompt_tune
+# would re-run both (a minute on the default) when `-S adapt.mpt_only_row=true` asks for
+# adaptation_report's extra row alone.
+REPORT_ONLY_ADAPT_KEYS = {"mpt_only_row", "eval_batch_size"}
+
+
+@pytest.mark.parametrize("name", ["finetune", "prompt_tune"])
+def test_adaptation_stages_list_every_adapt_param_they_read(name):
+    from dataclasses import fields
+
+    from pipeline.params import AdaptParams
+
+    listed = STAGES[name]["params"]
+    assert "adapt" not in listed, f"{name}: the whole adapt section re-runs it for report keys"
+    assert {f"adapt.{f.name}" for f in fields(AdaptParams)} - \
+        {f"adapt.{k}" for k in REPORT_ONLY_ADAPT_KEYS} <= set(listed)
+    assert not {f"adapt.{k}" for k in REPORT_ONLY_ADAPT_KEYS} & set(listed)
+    assert "adapt" in STAGES["adaptation_report"]["params"]
