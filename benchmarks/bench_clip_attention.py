@@ -2,8 +2,8 @@
 place of open_clip's nn.MultiheadAttention, on the same weights; prints a table with the
 baseline measured in the same run.
 
-Why: profiled on 2 CPU cores, a third of the 12-block tiny ViT's training step is layout
-work inside nn.MultiheadAttention: with batch_first=True it transposes (B, L, E) to
+Why: profiled on 2 CPU cores, about a quarter of the 12-block tiny ViT's training step is
+layout work inside nn.MultiheadAttention: with batch_first=True it transposes (B, L, E) to
 (L, B, E) and back, and splits q, k, v with a copy whose backward fills and adds a
 (3, L, B, E) buffer. The candidate keeps (B, L, E): one in-projection, a view into heads,
 scaled_dot_product_attention, the out-projection. Its training-mode forward gives the same
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import types
 
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
+from benchmarks.bench_mask_clip import table, timed
 from pipeline.clip.model import create_clip
 
 
@@ -86,17 +86,13 @@ def main() -> None:
     seconds = {name: [] for name in models}
     for _ in range(args.rounds):  # alternate, so a slower minute hits both
         for name, model in models.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step(model)
-            seconds[name].append((time.perf_counter() - t0) / args.steps)
+            seconds[name].append(timed(lambda model=model: step(model), "cpu", args.steps))
     baseline = statistics.median(seconds[next(iter(models))])
-    print(f"CLIP training step ({args.arch}, batch {args.batch}, {args.threads} threads; "
-          f"median of {args.rounds} rounds of {args.steps} steps)")
-    print("| attention | s/step | ratio to open_clip |\n|---|---|---|")
-    for name, times in seconds.items():
-        print(f"| {name} | {statistics.median(times):.3f} | "
-              f"{statistics.median(times) / baseline:.2f} |")
+    table(f"CLIP training step ({args.arch}, batch {args.batch}, {args.threads} threads; "
+          f"median of {args.rounds} rounds of {args.steps} steps)",
+          ["attention", "s/step", "ratio to open_clip"],
+          [[name, statistics.median(times), statistics.median(times) / baseline]
+           for name, times in seconds.items()])
     print(f"forward bit-identical: {same_forward}; largest gradient difference, relative to "
           f"that tensor's largest gradient: {grad_diff:.1e}")
 
