@@ -1,16 +1,11 @@
-"""Benchmark a candidate for the base CLIP's training step: batch-first self-attention in
-place of open_clip's nn.MultiheadAttention, on the same weights; prints a table with the
-baseline measured in the same run.
+"""Benchmark the base CLIP's training step with open_clip's nn.MultiheadAttention against
+the batch-first self-attention the pipeline trains with (pipeline/clip/training_attention.py),
+on the same weights; prints a table with the baseline measured in the same run.
 
 Why: profiled on 2 CPU cores, about a quarter of the 12-block tiny ViT's training step is
-layout work inside nn.MultiheadAttention: with batch_first=True it transposes (B, L, E) to
-(L, B, E) and back, and splits q, k, v with a copy whose backward fills and adds a
-(3, L, B, E) buffer. The candidate keeps (B, L, E): one in-projection, a view into heads,
-scaled_dot_product_attention, the out-projection. Its training-mode forward gives the same
-bits; its weight gradients sum the same products in another row order, so they differ in
-the last bit, and adopting it would change every trained model's bytes (the table runs of
-reports/paper_tables.py would run again). At inference open_clip's blocks take PyTorch's
-native fast path, which is as fast as the candidate: only training gains.
+layout work inside nn.MultiheadAttention (transposes, and the q, k, v split whose backward
+fills and adds a (3, L, B, E) buffer). The forward gives the same bits; the weight
+gradients differ in the last bit (the same products summed in another order).
 
     python -m benchmarks.bench_clip_attention            # CPU, 2 threads, the default's batch
     python -m benchmarks.bench_clip_attention --batch 32 --steps 10
@@ -21,37 +16,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import types
 
+import open_clip
 import torch
-import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
 from benchmarks.bench_mask_clip import table, timed
-from pipeline.clip.model import create_clip
-
-
-def batch_first_attention(block, q_x: torch.Tensor, k_x=None, v_x=None, attn_mask=None):
-    """Self-attention of an open_clip ResidualAttentionBlock: (B, L, E) -> (B, L, E)."""
-    mha = block.attn
-    b, length, width = q_x.shape
-    heads = mha.num_heads
-    qkv = F.linear(q_x, mha.in_proj_weight, mha.in_proj_bias)
-    q, k, v = qkv.view(b, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
-    if attn_mask is not None:
-        attn_mask = attn_mask.to(q_x.dtype)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, L, D)
-    return mha.out_proj(out.transpose(1, 2).reshape(b, length, width))
+from pipeline.clip.model import register_model_configs
+from pipeline.clip.training_attention import use_batch_first_attention
 
 
 def clip_model(arch: str, candidate: bool, seed: int = 0) -> torch.nn.Module:
+    register_model_configs()
     torch.manual_seed(seed)
-    model = create_clip(arch).train()
-    if candidate:
-        for blocks in (model.visual.transformer.resblocks, model.transformer.resblocks):
-            for block in blocks:
-                block.attention = types.MethodType(batch_first_attention, block)
-    return model
+    model = open_clip.create_model(arch).train()
+    return use_batch_first_attention(model) if candidate else model
 
 
 def main() -> None:

@@ -15,10 +15,12 @@ from pipeline.data.proposal_table import (
     iter_image_proposals,
 )
 from pipeline.proposals.loss import (
+    BatchTargets,
     LossWeights,
     MaskLoss,
     layer_loss,
     match,
+    match_batch,
     pairwise_dice,
     pairwise_mask_cost,
     pixel_mask_loss,
@@ -54,6 +56,70 @@ def test_matcher_agrees_with_brute_force(seed):
             + w.dice * pairwise_dice(logits, masks, weight)).numpy()
     assert sorted(gi.tolist()) == list(range(n_gt)) and len(set(qi.tolist())) == n_gt
     assert np.isclose(cost[qi.numpy(), gi.numpy()].sum(), brute_force_cost(cost))
+
+
+def random_targets(g, n_images, pixels, k):
+    """Images with 0 to 3 segments each, as segment_targets gives them: a segment's share
+    of a cell is at most the cell's labelled share."""
+    targets = []
+    for i in range(n_images):
+        n_gt = i % 4
+        valid = (torch.rand(pixels, generator=g) > 0.2).float()
+        targets.append({"labels": torch.randint(0, k, (n_gt,), generator=g),
+                        "masks": torch.rand(n_gt, pixels, generator=g).round() * 0.5 * valid,
+                        "valid": valid})
+    return targets
+
+
+def per_image_layer_loss(logits, mask_logits, targets, w, m):
+    """The layer loss image by image: `match`, then the terms of the matched pairs."""
+    b, q, k1 = logits.shape
+    class_target = torch.full((b, q), k1 - 1, dtype=torch.long)
+    mask_terms, dice_terms = [], []
+    for i, t in enumerate(targets):
+        weight = t["valid"] if m.labelled_only else torch.ones(t["masks"].shape[1])
+        masks = t["masks"] / weight.clamp(min=1e-6)
+        qi, gi = match(logits[i].softmax(-1), mask_logits[i], t["labels"], masks, weight, w, m)
+        class_target[i, qi] = t["labels"][gi]
+        pred, gt = mask_logits[i][qi], masks[gi]
+        mask_terms.append((pixel_mask_loss(pred, gt, m) * weight).sum(1) / weight.sum())
+        p = pred.sigmoid() * weight
+        dice_terms.append(1 - (2 * (p * gt).sum(1) + 1) / (p.sum(1) + (gt * weight).sum(1) + 1))
+    class_weight = torch.ones(k1)
+    class_weight[-1] = w.no_object
+    return {"ce": F.cross_entropy(logits.transpose(1, 2), class_target, class_weight),
+            "mask": torch.cat(mask_terms).mean(), "dice": torch.cat(dice_terms).mean()}
+
+
+@pytest.mark.parametrize("m", MASK_LOSSES + [MaskLoss("focal", labelled_only=False)])
+def test_batched_layer_loss_equals_the_image_by_image_loss(m):
+    g = torch.Generator().manual_seed(3)
+    b, q, k, pixels = 7, 6, 5, 40
+    logits = torch.randn(b, q, k + 1, generator=g)
+    mask_logits = torch.randn(b, q, pixels, generator=g) * 3
+    targets = random_targets(g, b, pixels, k)
+    w = LossWeights()
+    padded = BatchTargets.pad(targets, m)
+    image, query, gt = match_batch(logits.softmax(-1), mask_logits, padded, w, m)
+    for i, t in enumerate(targets):  # each image's assignment is its own `match`
+        weight = t["valid"] if m.labelled_only else torch.ones(pixels)
+        masks = t["masks"] / weight.clamp(min=1e-6)
+        qi, gi = match(logits[i].softmax(-1), mask_logits[i], t["labels"], masks, weight, w, m)
+        assert query[image == i].tolist() == qi.tolist() and gt[image == i].tolist() == gi.tolist()
+    got = layer_loss(logits, mask_logits[..., None], targets, w, m)  # (B, Q, P, 1) masks
+    want = per_image_layer_loss(logits, mask_logits, targets, w, m)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_a_batch_without_segments_has_only_the_class_loss():
+    g = torch.Generator().manual_seed(0)
+    targets = [{"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 4, 4)}] * 2
+    logits = torch.randn(2, 3, 4, generator=g)
+    parts = layer_loss(logits, torch.randn(2, 3, 4, 4, generator=g), targets, LossWeights())
+    want = F.cross_entropy(logits.transpose(1, 2), torch.full((2, 3), 3),
+                           torch.tensor([1, 1, 1, 0.1]))
+    assert torch.isclose(parts["ce"], want) and parts["mask"] == 0 and parts["dice"] == 0
 
 
 @pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1.0, 2.0), (0.5, 0.0), (0.75, 3.0)])

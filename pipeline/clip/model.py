@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from pipeline.clip.local_configs import MODEL_CONFIG_DIR
+from pipeline.clip.training_attention import use_batch_first_attention
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -40,7 +41,8 @@ def model_config(arch: str) -> dict:
 
 
 def create_clip(arch: str, pretrained: str = "") -> torch.nn.Module:
-    """A new CLIP: random weights, or loaded from an open_clip tag or a local checkpoint."""
+    """A new CLIP: random weights, or loaded from an open_clip tag or a local checkpoint;
+    its blocks train with batch-first attention (training_attention.py)."""
     model_config(arch)
     if pretrained and not Path(pretrained).exists() and \
             not open_clip.get_pretrained_cfg(arch, pretrained):
@@ -49,7 +51,7 @@ def create_clip(arch: str, pretrained: str = "") -> torch.nn.Module:
             f"{arch}; tags: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}")
     if pretrained and Path(pretrained).is_dir():
         return load_clip(pretrained)
-    return open_clip.create_model(arch, pretrained=pretrained or None)
+    return use_batch_first_attention(open_clip.create_model(arch, pretrained=pretrained or None))
 
 
 def save_clip(model: torch.nn.Module, model_cfg: dict, out_dir: str | Path) -> None:
@@ -69,7 +71,7 @@ def load_clip(path: str | Path) -> torch.nn.Module:
         raise FileNotFoundError(
             f"no CLIP checkpoint in {path}: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
             "(run `dvc repro base_clip`)")
-    return open_clip.create_model(f"local-dir:{path}")
+    return use_batch_first_attention(open_clip.create_model(f"local-dir:{path}"))
 
 
 def tokenizer_for(path_or_arch: str | Path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -55,20 +56,36 @@ def pixel_mask_loss(logits: torch.Tensor, targets: torch.Tensor, m: MaskLoss) ->
 
 def pairwise_mask_cost(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
                        m: MaskLoss) -> torch.Tensor:
-    """(Q, P) logits, (G, P) targets in [0, 1], (P,) pixel weights -> (Q, G) weighted mean
-    per-pixel mask loss of every pair. Linear in the target, so one product per term."""
-    pos = pixel_mask_loss(logits, torch.ones_like(logits), m) * weight
-    neg = pixel_mask_loss(logits, torch.zeros_like(logits), m) * weight
-    return (pos @ targets.T + neg @ (1 - targets).T) / weight.sum().clamp(min=1e-6)
+    """(..., Q, P) logits, (..., G, P) targets in [0, 1], (..., P) pixel weights -> (..., Q, G)
+    weighted mean per-pixel mask loss of every pair (leading dims: a batch of images).
+    Linear in the target, so one product per term."""
+    w = weight[..., None, :]
+    pos = pixel_mask_loss(logits, torch.ones_like(logits), m) * w
+    neg = pixel_mask_loss(logits, torch.zeros_like(logits), m) * w
+    return (pos @ targets.mT + neg @ (1 - targets).mT) / \
+        weight.sum(-1).clamp(min=1e-6)[..., None, None]
 
 
 def pairwise_dice(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
                   ) -> torch.Tensor:
-    """(Q, P), (G, P), (P,) -> (Q, G) dice loss 1 - (2|p.t| + 1) / (|p| + |t| + 1), sums
-    over the weighted pixels."""
-    p = logits.sigmoid() * weight
-    t = targets * weight
-    return 1 - (2 * p @ targets.T + 1) / (p.sum(-1)[:, None] + t.sum(-1)[None] + 1)
+    """(..., Q, P), (..., G, P), (..., P) -> (..., Q, G) dice loss
+    1 - (2|p.t| + 1) / (|p| + |t| + 1), sums over the weighted pixels."""
+    w = weight[..., None, :]
+    p = logits.sigmoid() * w
+    t = targets * w
+    return 1 - (2 * p @ targets.mT + 1) / (p.sum(-1)[..., :, None] + t.sum(-1)[..., None, :] + 1)
+
+
+def matching_cost(class_prob: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor,
+                  masks: torch.Tensor, weight: torch.Tensor, w: LossWeights, m: MaskLoss
+                  ) -> torch.Tensor:
+    """MaskFormer's HungarianMatcher cost -w.ce p(label) + w.mask mask loss + w.dice dice.
+
+    class_prob (..., Q, K+1) softmax; mask_logits (..., Q, P); labels (..., G) int; masks
+    (..., G, P) in [0, 1]; weight (..., P). Returns (..., Q, G)."""
+    prob = class_prob.gather(-1, labels[..., None, :].expand(*class_prob.shape[:-1], -1))
+    return (-w.ce * prob + w.mask * pairwise_mask_cost(mask_logits, masks, weight, m)
+            + w.dice * pairwise_dice(mask_logits, masks, weight))
 
 
 def mask_weights(target: dict, m: MaskLoss) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,54 +103,87 @@ def mask_weights(target: dict, m: MaskLoss) -> tuple[torch.Tensor, torch.Tensor]
 def match(class_prob: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor,
           masks: torch.Tensor, weight: torch.Tensor, w: LossWeights, m: MaskLoss
           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimum-cost assignment of G ground-truth segments to Q >= G queries.
-
-    class_prob (Q, K+1) softmax; mask_logits (Q, P); labels (G,) int; masks (G, P) in
-    [0, 1]; weight (P,). Cost = -w.ce p(label) + w.mask mask loss + w.dice dice
-    (MaskFormer's HungarianMatcher). Returns (query index, gt index).
-    """
+    """Minimum-cost assignment of one image's G ground-truth segments to Q >= G queries
+    (shapes as `matching_cost`, no leading dims). Returns (query index, gt index)."""
     if len(labels) == 0:
         empty = torch.zeros(0, dtype=torch.long)
         return empty, empty
-    mask_logits = mask_logits.float()
-    cost = (-w.ce * class_prob[:, labels] + w.mask * pairwise_mask_cost(
-        mask_logits, masks, weight, m) + w.dice * pairwise_dice(mask_logits, masks, weight))
+    cost = matching_cost(class_prob, mask_logits.float(), labels, masks, weight, w, m)
     q, g = linear_sum_assignment(cost.float().cpu().numpy())
     return torch.as_tensor(q, dtype=torch.long), torch.as_tensor(g, dtype=torch.long)
 
 
-def layer_loss(logits: torch.Tensor, mask_logits: torch.Tensor, targets: list[dict],
+@dataclass(frozen=True)
+class BatchTargets:
+    """A batch's targets padded to its most segments G, built once per step and shared
+    by the decoder layers: labels (B, G) long, masks (B, G, P), weight (B, P), and the
+    real segment count of each image."""
+    labels: torch.Tensor
+    masks: torch.Tensor
+    weight: torch.Tensor
+    counts: tuple[int, ...]
+
+    @classmethod
+    def pad(cls, targets: list[dict], m: MaskLoss) -> BatchTargets:
+        per_image = [mask_weights(t, m) for t in targets]
+        counts = tuple(len(t["labels"]) for t in targets)
+        g, pixels = max(counts, default=0), per_image[0][0].shape[1]
+        device = per_image[0][0].device
+        labels = torch.zeros(len(targets), g, dtype=torch.long, device=device)
+        masks = torch.zeros(len(targets), g, pixels, device=device)
+        for i, (t, (mk, _)) in enumerate(zip(targets, per_image)):
+            labels[i, :counts[i]], masks[i, :counts[i]] = t["labels"], mk
+        return cls(labels, masks, torch.stack([wt for _, wt in per_image]), counts)
+
+
+@torch.no_grad()
+def match_batch(class_prob: torch.Tensor, mask_logits: torch.Tensor, t: BatchTargets,
+                w: LossWeights, m: MaskLoss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`match` for every image of a batch, from one batched cost (B, Q, G) brought to the
+    CPU once: class_prob (B, Q, K+1), mask_logits (B, Q, P). Returns (image, query, gt)
+    indices of the matched pairs, image by image."""
+    cost = matching_cost(class_prob, mask_logits.float(), t.labels, t.masks, t.weight, w, m)
+    cost = cost.float().cpu().numpy()
+    image, query, gt = [], [], []
+    for i, n in enumerate(t.counts):
+        if n:
+            q, g = linear_sum_assignment(cost[i, :, :n])
+            image.append(np.full(n, i)), query.append(q), gt.append(g)
+    if not image:
+        return (torch.zeros(0, dtype=torch.long),) * 3
+    return tuple(torch.as_tensor(np.concatenate(a), dtype=torch.long)
+                 for a in (image, query, gt))
+
+
+def layer_loss(logits: torch.Tensor, mask_logits: torch.Tensor, targets: list[dict] | BatchTargets,
                w: LossWeights, m: MaskLoss = FOCAL) -> dict[str, torch.Tensor]:
     """Losses of one decoder layer's predictions for a batch.
 
     logits (B, Q, K+1); mask_logits (B, Q, h, w); targets[b] = {"labels" (G,) long,
-    "masks" (G, h, w) float at the prediction's resolution, optionally "valid" (h, w)}.
-    The mask terms are averaged over the matched segments of the batch.
+    "masks" (G, h, w) float at the prediction's resolution, optionally "valid" (h, w)}, or
+    those padded once (`BatchTargets.pad`). The mask terms are averaged over the matched
+    segments of the batch.
     """
-    logits, mask_logits = logits.float(), mask_logits.float()
+    if not isinstance(targets, BatchTargets):
+        targets = BatchTargets.pad(targets, m)
+    logits, mask_logits = logits.float(), mask_logits.float().flatten(2)  # (B, Q, P)
     b, q, k1 = logits.shape
+    image, query, gt = (i.to(logits.device) for i in match_batch(
+        logits.softmax(-1), mask_logits, targets, w, m))
     class_target = torch.full((b, q), k1 - 1, dtype=torch.long, device=logits.device)
-    mask_terms, dice_terms = [], []
-    for i, t in enumerate(targets):
-        masks, weight = mask_weights(t, m)
-        pred_all = mask_logits[i].flatten(1)
-        qi, gi = match(logits[i].softmax(-1), pred_all, t["labels"], masks, weight, w, m)
-        qi, gi = qi.to(logits.device), gi.to(logits.device)
-        class_target[i, qi] = t["labels"][gi]
-        if len(qi) == 0:
-            continue
-        pred, gt = pred_all[qi], masks[gi]  # (n, P)
-        norm = weight.sum().clamp(min=1e-6)
-        mask_terms.append((pixel_mask_loss(pred, gt, m) * weight).sum(1) / norm)
-        p, tw = pred.sigmoid() * weight, gt * weight
-        dice_terms.append(1 - (2 * (p * gt).sum(1) + 1) / (p.sum(1) + tw.sum(1) + 1))
+    class_target[image, query] = targets.labels[image, gt]
     class_weight = torch.ones(k1, device=logits.device)
     class_weight[-1] = w.no_object
     ce = F.cross_entropy(logits.transpose(1, 2), class_target, class_weight)
-    if mask_terms:
-        mask, dice = torch.cat(mask_terms).mean(), torch.cat(dice_terms).mean()
-    else:
+    if len(image) == 0:
         mask = dice = mask_logits.sum() * 0
+        return {"ce": ce, "mask": mask, "dice": dice}
+    pred, target = mask_logits[image, query], targets.masks[image, gt]  # (n, P)
+    weight = targets.weight[image]  # (n, P): each pair's image's pixel weights
+    norm = weight.sum(1).clamp(min=1e-6)
+    mask = ((pixel_mask_loss(pred, target, m) * weight).sum(1) / norm).mean()
+    p = pred.sigmoid() * weight
+    dice = (1 - (2 * (p * target).sum(1) + 1) / (p.sum(1) + (target * weight).sum(1) + 1)).mean()
     return {"ce": ce, "mask": mask, "dice": dice}
 
 
@@ -141,7 +191,7 @@ def set_loss(layers: list[dict], logits_fn, targets: list[dict], w: LossWeights,
              m: MaskLoss = FOCAL) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum over all decoder layers; `logits_fn(query_text)` -> (B, Q, K+1).
     Returns the total and the last layer's parts (for logging)."""
-    total = 0.0
+    total, targets = 0.0, BatchTargets.pad(targets, m)
     for out in layers:
         parts = layer_loss(logits_fn(out["query_text"]), out["mask_logits"], targets, w, m)
         total = total + w.ce * parts["ce"] + w.mask * parts["mask"] + w.dice * parts["dice"]
