@@ -71,7 +71,7 @@ def train_clip(
     indices, caption indices) to (images (B, 3, S, S), tokens (B, L))."""
     loss_fn = ClipLoss()
     opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98),
-                            eps=1e-6)
+                            eps=1e-6, foreach=True)  # CUDA's default; on CPU the same bits
     model.train()
     logs = []
     for step, (idx, caps) in enumerate(batches):

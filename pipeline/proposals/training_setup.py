@@ -61,8 +61,10 @@ def param_groups(model: ProposalNet, weight_decay: float, backbone_lr_multiplier
 
 
 def build_optimizer(model: ProposalNet, p: ProposalParams) -> torch.optim.AdamW:
+    # foreach (CUDA's default): on CPU the same bits as the per-tensor loop, and ~5 % of a
+    # training step less over the net's ~100 small tensors
     return torch.optim.AdamW(param_groups(model, p.weight_decay, p.backbone_lr_multiplier),
-                             lr=p.lr, weight_decay=p.weight_decay)
+                             lr=p.lr, weight_decay=p.weight_decay, foreach=True)
 
 
 def lr_schedule(p: ProposalParams) -> Callable[[int], float]:
