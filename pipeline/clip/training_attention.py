@@ -3,11 +3,12 @@
 open_clip's `ResidualAttentionBlock` runs `nn.MultiheadAttention(batch_first=True)`, which
 outside its inference fast path transposes (B, L, E) to (L, B, E) and back and splits q, k
 and v with a copy whose backward fills and adds a (3, L, B, E) buffer: profiled on 2 CPU
-cores, about a quarter of the tiny ViT's training step (benchmarks/bench_clip_attention.py:
-the step takes 0.77 of the time without it). `batch_first_attention` computes the same
-attention in (B, L, E): one in-projection, a view into heads, scaled_dot_product_attention,
-the out-projection, with the block's own weights. Its forward gives the same bits as
-open_clip's training path; its weight gradients sum the same products in another order.
+cores, up to a quarter of the tiny ViT's training step (benchmarks/bench_clip_attention.py:
+the step takes 0.77 to 0.90 of the time without it, by CPU). `batch_first_attention`
+computes the same attention in (B, L, E): one in-projection, a view into heads,
+scaled_dot_product_attention, the out-projection, with the block's own weights. Its forward
+gives the same bits as open_clip's training path; its weight gradients sum the same
+products in another order.
 
 It is used only while autograd records (base CLIP pretraining, FT, MPT); with gradients
 off the block calls `nn.MultiheadAttention` as open_clip does, whose native fast path is
