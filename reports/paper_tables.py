@@ -109,8 +109,12 @@ def render(exp_show: Path | None) -> None:
                      experiments_in(json.loads(exp_show.read_text())).items()})
     seeds, partial = complete_seeds(runs)
     seconds = sum(r.get("seconds", 0) for r in saved.values())
+    commits = sorted({r["commit"][:7] for r in saved.values() if r.get("commit")})
     header = HEADER + (f"\n{len(runs)} runs; their `dvc exp run` wall time on the machine "
-                       f"that ran them: {seconds / 60:.0f} minutes.\n" if runs else "")
+                       f"that ran them: {seconds / 60:.0f} minutes"
+                       + (f"; run at commit{'s' * (len(commits) > 1)} {', '.join(commits)}"
+                          if commits else "")
+                       + ".\n" if runs else "")
     if partial:
         header += (f"\nSeeds with some experiments still to run (left out below): "
                    f"{', '.join(map(str, partial))}.\n")

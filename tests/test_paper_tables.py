@@ -1,9 +1,12 @@
 """The paper-tables report: experiments, claims and their verdicts over seeds."""
 
+import json
+
 import numpy as np
 import pytest
 import yaml
 
+import reports.paper_tables as make_tables
 from pipeline.params import parse_params
 from pipeline.params_checks import check_across_sections
 from pipeline.params_file import read_params_yaml
@@ -130,3 +133,16 @@ def test_the_report_is_deterministic_and_names_every_table():
 def test_run_names_give_back_their_seed():
     assert seed_of(run_name("depth12_no_ft", 2)) == 2
     assert seed_of("exp-1a2b3") is None and seed_of("my-sweep") is None
+
+
+def test_the_rendered_report_names_the_commits_its_runs_ran_at(tmp_path, monkeypatch):
+    runs = fake_runs(lambda e, s: 0.3)
+    saved = {name: {"metrics": m, "seconds": 60, "commit": ("a" if i % 2 else "b") * 40}
+             for i, (name, m) in enumerate(runs.items())}
+    monkeypatch.setattr(make_tables, "OUT", tmp_path)
+    monkeypatch.setattr(make_tables, "RUNS", tmp_path / "runs.json")
+    (tmp_path / "runs.json").write_text(json.dumps(saved))
+    make_tables.render(None)
+    md = (tmp_path / "paper_tables.md").read_text()
+    assert f"{len(runs)} runs; their `dvc exp run` wall time on the machine that ran them: " \
+           f"{len(runs)} minutes; run at commits aaaaaaa, bbbbbbb." in md
