@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 
 from pipeline.data.proposal_table import (
     ImageProposals,
@@ -19,7 +20,6 @@ from pipeline.proposals.loss import (
     LossWeights,
     MaskLoss,
     layer_loss,
-    match,
     match_batch,
     pairwise_dice,
     pairwise_mask_cost,
@@ -29,6 +29,14 @@ from pipeline.proposals.loss import (
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig, class_logits
 from pipeline.proposals.recall import segment_recall
 from pipeline.proposals.train import batch_indices, train_proposal_net
+
+
+def one_image_match(prob, logits, labels, masks, weight, w, m):
+    """One image's assignment from its own (Q, G) cost, no padding: (query, gt) indices."""
+    cost = (-w.ce * prob[:, labels] + w.mask * pairwise_mask_cost(logits, masks, weight, m)
+            + w.dice * pairwise_dice(logits, masks, weight))
+    q, g = linear_sum_assignment(cost.numpy())
+    return torch.as_tensor(q), torch.as_tensor(g)
 
 
 def brute_force_cost(cost: np.ndarray) -> float:
@@ -51,7 +59,8 @@ def test_matcher_agrees_with_brute_force(seed):
     masks = (torch.rand(n_gt, pixels, generator=g) > 0.5).float()
     weight = (torch.rand(pixels, generator=g) > 0.2).float()
     w, m = LossWeights(), MASK_LOSSES[seed % 3]
-    qi, gi = match(prob, logits, labels, masks, weight, w, m)
+    one = BatchTargets(labels[None], masks[None], weight[None], (n_gt,))
+    _, qi, gi = match_batch(prob[None], logits[None], one, w, m)
     cost = (-prob[:, labels] + w.mask * pairwise_mask_cost(logits, masks, weight, m)
             + w.dice * pairwise_dice(logits, masks, weight)).numpy()
     assert sorted(gi.tolist()) == list(range(n_gt)) and len(set(qi.tolist())) == n_gt
@@ -72,14 +81,15 @@ def random_targets(g, n_images, pixels, k):
 
 
 def per_image_layer_loss(logits, mask_logits, targets, w, m):
-    """The layer loss image by image: `match`, then the terms of the matched pairs."""
+    """The layer loss image by image: `one_image_match`, then the matched pairs' terms."""
     b, q, k1 = logits.shape
     class_target = torch.full((b, q), k1 - 1, dtype=torch.long)
     mask_terms, dice_terms = [], []
     for i, t in enumerate(targets):
         weight = t["valid"] if m.labelled_only else torch.ones(t["masks"].shape[1])
         masks = t["masks"] / weight.clamp(min=1e-6)
-        qi, gi = match(logits[i].softmax(-1), mask_logits[i], t["labels"], masks, weight, w, m)
+        qi, gi = one_image_match(logits[i].softmax(-1), mask_logits[i], t["labels"], masks,
+                                 weight, w, m)
         class_target[i, qi] = t["labels"][gi]
         pred, gt = mask_logits[i][qi], masks[gi]
         mask_terms.append((pixel_mask_loss(pred, gt, m) * weight).sum(1) / weight.sum())
@@ -101,10 +111,11 @@ def test_batched_layer_loss_equals_the_image_by_image_loss(m):
     w = LossWeights()
     padded = BatchTargets.pad(targets, m)
     image, query, gt = match_batch(logits.softmax(-1), mask_logits, padded, w, m)
-    for i, t in enumerate(targets):  # each image's assignment is its own `match`
+    for i, t in enumerate(targets):  # each image's assignment is its own, unpadded
         weight = t["valid"] if m.labelled_only else torch.ones(pixels)
         masks = t["masks"] / weight.clamp(min=1e-6)
-        qi, gi = match(logits[i].softmax(-1), mask_logits[i], t["labels"], masks, weight, w, m)
+        qi, gi = one_image_match(logits[i].softmax(-1), mask_logits[i], t["labels"], masks,
+                                 weight, w, m)
         assert query[image == i].tolist() == qi.tolist() and gt[image == i].tolist() == gi.tolist()
     got = layer_loss(logits, mask_logits[..., None], targets, w, m)  # (B, Q, P, 1) masks
     want = per_image_layer_loss(logits, mask_logits, targets, w, m)

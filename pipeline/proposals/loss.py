@@ -99,20 +99,6 @@ def mask_weights(target: dict, m: MaskLoss) -> tuple[torch.Tensor, torch.Tensor]
     return masks / valid.clamp(min=1e-6), valid
 
 
-@torch.no_grad()
-def match(class_prob: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor,
-          masks: torch.Tensor, weight: torch.Tensor, w: LossWeights, m: MaskLoss
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimum-cost assignment of one image's G ground-truth segments to Q >= G queries
-    (shapes as `matching_cost`, no leading dims). Returns (query index, gt index)."""
-    if len(labels) == 0:
-        empty = torch.zeros(0, dtype=torch.long)
-        return empty, empty
-    cost = matching_cost(class_prob, mask_logits.float(), labels, masks, weight, w, m)
-    q, g = linear_sum_assignment(cost.float().cpu().numpy())
-    return torch.as_tensor(q, dtype=torch.long), torch.as_tensor(g, dtype=torch.long)
-
-
 @dataclass(frozen=True)
 class BatchTargets:
     """A batch's targets padded to its most segments G, built once per step and shared
@@ -139,9 +125,10 @@ class BatchTargets:
 @torch.no_grad()
 def match_batch(class_prob: torch.Tensor, mask_logits: torch.Tensor, t: BatchTargets,
                 w: LossWeights, m: MaskLoss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`match` for every image of a batch, from one batched cost (B, Q, G) brought to the
-    CPU once: class_prob (B, Q, K+1), mask_logits (B, Q, P). Returns (image, query, gt)
-    indices of the matched pairs, image by image."""
+    """Minimum-cost assignment of each image's ground-truth segments to its Q >= G queries,
+    from one batched cost (B, Q, G) brought to the CPU once: class_prob (B, Q, K+1),
+    mask_logits (B, Q, P). Returns (image, query, gt) indices of the matched pairs, image
+    by image."""
     cost = matching_cost(class_prob, mask_logits.float(), t.labels, t.masks, t.weight, w, m)
     cost = cost.float().cpu().numpy()
     image, query, gt = [], [], []
