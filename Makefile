@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NLTK_DATA := $(CURDIR)/.nltk_data
 
-.PHONY: repro test tables lint env nltk clean-env
+.PHONY: repro test tables lint env nltk clean-env gpu-check
 
 env: $(VENV)/.installed
 
@@ -33,6 +33,14 @@ test: env nltk
 tables: env nltk
 	$(BIN)/python -m reports.paper_tables run
 	$(BIN)/python -m reports.paper_tables render
+
+# Does the GPU path work here, and how fast (benchmarks/gpu_check.py): the default graph on
+# CUDA, the tests marked gpu and the heavy-stage benchmark, one report in gpu-check/. Runs
+# with the project's .venv when there is one, else with GPU_PYTHON (any interpreter that has
+# the packages: a GPU machine without internet); it names what is missing.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	$(GPU_PYTHON) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 lint: env
 	$(BIN)/ruff check pipeline stages tests

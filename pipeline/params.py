@@ -135,6 +135,11 @@ class ProposalParams:
     row_group_size: int = _spec(8192, ge=1, doc="parquet rows per row group")
     recall_images: int = _spec(300, ge=1, doc="images per split for metrics/proposals.json")
 
+    @property
+    def precision(self) -> str:
+        """`autocast` as pipeline/distributed/precision.py reads it: bf16 on CUDA only."""
+        return "auto" if self.autocast == "bf16" else "fp32"
+
 
 @dataclass(frozen=True)
 class MineParams:

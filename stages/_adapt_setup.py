@@ -22,7 +22,7 @@ def start_adaptation_stage(params_path: str | Path, module: str, argv: list[str]
     """Under `compute.processes` > 1 (and not yet under torchrun) this process starts
     `module` under torchrun and exits with its status instead of returning."""
     params = load_params(params_path)
-    hand_over_to_torchrun(module, argv, params.compute.processes)
+    hand_over_to_torchrun(module, argv, params.compute)
     device, ddp = start_ranks(params.compute.device)
     torch.set_num_threads(params.adapt.threads)
     torch.manual_seed(params.adapt.seed)  # after the process group, before any model

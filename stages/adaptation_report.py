@@ -50,13 +50,15 @@ def variant_models(params, args, device, ddp) -> tuple[dict, dict]:
         learned, _, _ = tune_phases(base, mpt.depth, ["mpt"], params, args.shards,
                                     args.base_clip, args.resume, args.text_cache, device, ddp,
                                     step_bars(ddp))
-        models["mpt"] = (base.cpu().eval(), learned.prompts.detach().cpu())
+        models["mpt"] = (base.eval(), learned.prompts.detach())
     else:
         missing["mpt"] = "mpt.enabled is false" if not mpt.enabled else \
             "adapt.mpt_only_row is false"
     if ft.enabled and mpt.enabled:
         models[mpt.order] = (adapted, prompts)
-    return models, missing
+    on_device = {row: (m.to(device), None if p is None else p.to(device))
+                 for row, (m, p) in models.items()}  # the region probe runs on `device`
+    return on_device, missing
 
 
 def main(argv=None) -> None:
@@ -83,7 +85,7 @@ def main(argv=None) -> None:
                     for row, (m, p) in models.items()}
         regions = split_regions(iter_index(split.index), Path(split.image_dir),
                                 Path(split.label_dir), split.ignore_label,
-                                models["base"][0], a.fill)
+                                models["base"][0], a.fill, device)
         result = region_accuracy(regions, variants, classes, a.eval_batch_size,
                                  seed=a.seed)
         report["splits"][name] = {**result, **{row: None for row in missing}}

@@ -29,6 +29,7 @@ from pipeline.data.decoded_cache import DecodedCache
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.image_io import read_rgb
 from pipeline.data.layouts import iter_index, read_splits
+from pipeline.distributed.device import select_device
 from pipeline.params import load_params
 from pipeline.training.loss_log import write_loss_log
 
@@ -66,12 +67,14 @@ def main(argv=None) -> None:
     for flag in ("--params", "--index", "--out", "--metrics", "--loss-csv", "--loss-png"):
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
-    p = load_params(args.params).clip
+    params = load_params(args.params)
+    p = params.clip
+    device = select_device(params.compute.device)  # one process: no torchrun here
     torch.manual_seed(p.seed)
     torch.set_num_threads(p.threads)
     splits = read_splits(args.index / "splits.json")
     cfg = model_config(p.arch)
-    model = create_clip(p.arch, p.pretrained)
+    model = create_clip(p.arch, p.pretrained).to(device)  # initialised on the CPU: same weights
     tokenizer = tokenizer_for(p.arch)
     size = cfg["vision_cfg"]["image_size"]
     mean, std = pixel_stats(model)

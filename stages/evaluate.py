@@ -67,7 +67,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    hand_over_to_torchrun("stages.evaluate", argv, params.compute.processes)
+    hand_over_to_torchrun("stages.evaluate", argv, params.compute)
     p = params.eval
     torch.set_num_threads(p.threads)
     device, ddp = start_ranks(params.compute.device)

@@ -73,7 +73,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    hand_over_to_torchrun("stages.extract_proposals", argv, params.compute.processes)
+    hand_over_to_torchrun("stages.extract_proposals", argv, params.compute)
     p = params.proposals
     torch.set_num_threads(p.threads)
     device, ddp = start_ranks(params.compute.device)

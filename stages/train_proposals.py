@@ -28,6 +28,7 @@ from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.distributed.device import start_ranks
 from pipeline.distributed.launch import hand_over_to_torchrun
+from pipeline.distributed.precision import uses_bf16
 from pipeline.distributed.process_group import main_first
 from pipeline.params import load_params, to_dict
 from pipeline.proposals.backbones import load_backbone_weights
@@ -62,7 +63,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    hand_over_to_torchrun("stages.train_proposals", argv, params.compute.processes)
+    hand_over_to_torchrun("stages.train_proposals", argv, params.compute)
     p = params.proposals
     device, ddp = start_ranks(params.compute.device)
     torch.set_num_threads(p.threads)
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
             save_resume(args.resume, model, optimizer, done, logs, fingerprint)
 
     weights, mask_loss = loss_settings(p)
-    bf16 = device.type == "cuda" and p.autocast == "bf16"
+    bf16 = uses_bf16(device, p.precision)
     train_proposal_net(model, load_batch, len(rows), text, weights, optimizer, p.steps,
                        p.batch_size, lr_schedule(p), p.seed, start, ddp, on_step, mask_loss,
                        p.grad_clip_norm, torch.bfloat16 if bf16 else None)

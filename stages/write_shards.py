@@ -75,7 +75,7 @@ def main(argv=None) -> None:
         ap.add_argument(flag, type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    hand_over_to_torchrun("stages.write_shards", argv, params.compute.processes)
+    hand_over_to_torchrun("stages.write_shards", argv, params.compute)
     p, masks_from = params.shards, params.mine.masks
     torch.set_num_threads(p.threads)
     ddp = init_distributed(torch.device("cpu"))  # crops and JPEGs: no network to run

@@ -77,21 +77,19 @@ def test_read_ahead_stops_its_reader_when_the_loop_is_left():
     assert len(produced) <= 5 + 1 + 2 + 1  # at most depth ahead, plus the one being put
 
 
-def test_mined_pairs_are_the_same_with_images_read_ahead(tmp_path):
-    """mine_pairs reads ahead on a thread on CUDA; forced on here, on the CPU, it must give
-    the pairs and counts of the plain loop."""
+def mining_inputs(tmp_path, n=7):
+    """Seven random 40x48 images with three labelled segments each, two nouns per image
+    but image 3's, and the tiny CLIP: a few mining batches of 4 crops."""
     from PIL import Image
 
     from pipeline.clip.model import create_clip
     from pipeline.data.layouts import IndexRow, Split
-    from pipeline.mining.mine import mine_pairs
-    from pipeline.params import MineParams
 
     rng = np.random.default_rng(0)
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
     rows = []
-    for i in range(7):
+    for i in range(n):
         labels = np.zeros((40, 48), np.uint8)
         labels[:, 24:] = 1
         labels[rng.integers(5, 20):30, 5:15] = 2
@@ -104,9 +102,19 @@ def test_mined_pairs_are_the_same_with_images_read_ahead(tmp_path):
     clip = create_clip("ovseg-tiny-vit", "").eval()
     lemmas = ["dog", "grass", "sky"]
     text = F.normalize(torch.randn(len(lemmas), 64), dim=-1)
-    nouns = {i: [(0, "dog", "dog"), (0, "grass", "grass")] if i != 3 else [] for i in range(7)}
+    nouns = {i: [(0, "dog", "dog"), (0, "grass", "grass")] if i != 3 else [] for i in range(n)}
+    return clip, text, lemmas, nouns, {"dog": 2, "grass": 0}, rows, split
+
+
+
+def test_mined_pairs_are_the_same_with_images_read_ahead(tmp_path):
+    """mine_pairs reads ahead on a thread on CUDA; forced on here, on the CPU, it must give
+    the pairs and counts of the plain loop."""
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+
+    inputs = mining_inputs(tmp_path)
     p = MineParams(masks="gt", crop_batch_size=4)
-    runs = [mine_pairs(clip, text, lemmas, nouns, {"dog": 2, "grass": 0}, rows, split, p,
-                       tmp_path, read_ahead_images=ahead) for ahead in (0, 3)]
+    runs = [mine_pairs(*inputs, p, tmp_path, read_ahead_images=ahead) for ahead in (0, 3)]
     assert runs[0] == runs[1]
     assert len(runs[0][0]["image_id"]) == 12 and runs[0][1] == 12  # 6 images with nouns

@@ -13,12 +13,16 @@ from pipeline.clip.text_classifier import (
 from pipeline.data.class_lists import load_vocabulary
 
 
-class FakeCLIP:
-    """encode_text returns a fixed random vector per prompt string."""
+class FakeCLIP(torch.nn.Module):
+    """encode_text returns a fixed random vector per prompt string; `tokenize` gives each
+    prompt an id (a tensor, as a real tokenizer's tokens are)."""
 
     def __init__(self, dim=5):
+        super().__init__()
         self.dim = dim
         self.table = {}
+        self.prompts = []
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # where the "weights" live
 
     def vec(self, prompt):
         if prompt not in self.table:
@@ -26,15 +30,19 @@ class FakeCLIP:
             self.table[prompt] = torch.randn(self.dim, generator=g) * (1 + len(prompt))
         return self.table[prompt]
 
-    def encode_text(self, prompts):
-        return torch.stack([self.vec(p) for p in prompts])
+    def tokenize(self, prompts):
+        self.prompts += prompts
+        return torch.arange(len(self.prompts) - len(prompts), len(self.prompts))
+
+    def encode_text(self, ids):
+        return torch.stack([self.vec(self.prompts[i]) for i in ids.tolist()])
 
 
 def test_template_ensemble_matches_formula():
     model = FakeCLIP()
     templates = ("a photo of a {}.", "There is a {} in the scene")
     names = ["road, route", "sky"]
-    out = text_classifier(model, lambda x: x, names, templates)
+    out = text_classifier(model, model.tokenize, names, templates)
     for k, name in enumerate(names):
         vecs = [model.vec(t.format(s)) for s in split_synonyms(name) for t in templates]
         unit = [v / v.norm() for v in vecs]
@@ -59,22 +67,22 @@ class CountingCLIP(FakeCLIP):
 
 def test_cache_hits_only_for_same_weights_classes_and_templates(tmp_path):
     model = CountingCLIP()
-    first = cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path,
+    first = cached_text_classifier(model, model.tokenize, ["cat", "dog"], tmp_path,
                                    model_hash="h1")
-    again = cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path,
+    again = cached_text_classifier(model, model.tokenize, ["cat", "dog"], tmp_path,
                                    model_hash="h1")
     assert model.calls == 1 and torch.equal(first, again)
-    assert torch.allclose(first, text_classifier(model, lambda x: x, ["cat", "dog"]))
-    cached_text_classifier(model, lambda x: x, ["cat", "dog", "teapot"], tmp_path,
+    assert torch.allclose(first, text_classifier(model, model.tokenize, ["cat", "dog"]))
+    cached_text_classifier(model, model.tokenize, ["cat", "dog", "teapot"], tmp_path,
                            model_hash="h1")
-    cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path, model_hash="h2")
-    cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path, ("a {}.",),
+    cached_text_classifier(model, model.tokenize, ["cat", "dog"], tmp_path, model_hash="h2")
+    cached_text_classifier(model, model.tokenize, ["cat", "dog"], tmp_path, ("a {}.",),
                            model_hash="h1")
     assert model.calls == 2 + 3  # the uncached reference call above, then 3 misses
     # a corrupt entry is recomputed, not an error
     for f in tmp_path.glob("*.safetensors"):
         f.write_bytes(b"junk")
-    cached_text_classifier(model, lambda x: x, ["cat", "dog"], tmp_path, model_hash="h1")
+    cached_text_classifier(model, model.tokenize, ["cat", "dog"], tmp_path, model_hash="h1")
     assert model.calls == 6
 
 

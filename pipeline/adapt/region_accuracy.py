@@ -36,9 +36,10 @@ class RegionSet:
 
 
 def split_regions(rows: Iterable, image_dir: Path, label_dir: Path, ignore: int, model,
-                  fill: str, min_pixels: int = 1) -> Iterable[RegionSet]:
+                  fill: str, device: torch.device | str = "cpu", min_pixels: int = 1
+                  ) -> Iterable[RegionSet]:
     """Masked crops of the labelled segments of each image (segments of fewer than
-    `min_pixels` pixels are skipped)."""
+    `min_pixels` pixels are skipped), cut on `device` (where CLIP runs)."""
     for n, row in enumerate(rows):
         labels = read_labels(label_dir / row.label_file)
         segs = [s for s in label_segments(row.image_id, labels, ignore)
@@ -46,8 +47,8 @@ def split_regions(rows: Iterable, image_dir: Path, label_dir: Path, ignore: int,
         if not segs:
             continue
         image = torch.from_numpy(read_rgb(image_dir / row.file_name).copy())
-        image = image.permute(2, 0, 1).float() / 255
-        masks = torch.from_numpy(np.stack([s.mask for s in segs]))
+        image = image.to(device).permute(2, 0, 1).float() / 255
+        masks = torch.from_numpy(np.stack([s.mask for s in segs])).to(device)
         crops, crop_masks, _ = crops_for_clip(model, image, masks, fill)
         white, _, _ = crops_for_clip(model, torch.ones_like(image), masks, fill)
         yield RegionSet(n, np.array([s.label for s in segs]), crops, crop_masks, white)
@@ -96,7 +97,7 @@ def region_accuracy(regions: Iterable[RegionSet], variants: dict[str, Variant],
             preds[f"{name}_outline"].append(predict(v, outline_crops, crop_masks, batch_size))
         for r in group:
             targets.append(torch.from_numpy(r.label))
-            outlines.append(outline_features(r.crop_masks))
+            outlines.append(outline_features(r.crop_masks.cpu()))  # the control: CPU
             image_of += [r.image_index] * len(r.label)
     if not targets:
         raise ValueError("no labelled segments in this split")

@@ -9,7 +9,6 @@ single-process gradient of that batch.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from torch import nn
 from pipeline.clip.mask_prompts import MaskPrompts, encode_image
 from pipeline.clip.pretrain import param_groups
 from pipeline.data.shard_loader import Batch
+from pipeline.distributed.data_parallel import data_parallel
+from pipeline.distributed.precision import autocast
 from pipeline.distributed.process_group import Distributed
 from pipeline.training.schedules import cosine_lr
 
@@ -102,16 +103,6 @@ class AdaptStepLog:
     prompt_lr: float
 
 
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on GPU ("auto" or "bf16"); fp32 on CPU, where bf16 autocast is slower
-    than fp32 (DESIGN sec. 2)."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_adaptation(
     encoder: MaskedCropEncoder,
     batches: Iterable[Batch],
@@ -129,9 +120,7 @@ def train_adaptation(
     ddp = ddp or Distributed()
     device = text_features.device
     set_trainable(encoder, plan)
-    net = encoder
-    if ddp.world > 1:
-        net = nn.parallel.DistributedDataParallel(encoder)
+    net = data_parallel(encoder, ddp)
     loss_fn = ClipLoss(local_loss=False, gather_with_grad=True, rank=ddp.rank,
                        world_size=ddp.world)
     # CLIP's learned temperature, frozen with the text tower
@@ -148,7 +137,7 @@ def train_adaptation(
         images = batch.images.to(device, non_blocking=True)
         masks = batch.masks.to(device, non_blocking=True)
         text = text_features[torch.tensor([noun_index[n] for n in batch.nouns], device=device)]
-        with autocast_for(device, precision):
+        with autocast(device, precision):
             image_features = net(images, masks)
         loss = loss_fn(image_features.float(), text, logit_scale)
         optimizer.zero_grad(set_to_none=True)

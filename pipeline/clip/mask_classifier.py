@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pipeline.clip.mask_prompts import encode_image
 from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.model import pixel_stats
+from pipeline.distributed.precision import full_precision
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CLIP_LOGIT_SCALE = 100.0  # OVSeg's fixed temperature for masked-crop classification
@@ -46,15 +47,19 @@ def crop_cosines(model, crops: torch.Tensor, crop_masks: torch.Tensor,
                  text_features: torch.Tensor, prompts: torch.Tensor | None = None,
                  batch_size: int = 64) -> torch.Tensor:
     """Cosine similarities (N, K) float32, on the CPU, between CLIP features of normalised
-    crops (N, 3, S, S) (with mask prompts, if given) and unit text features (K, D)."""
-    dtype = next(model.parameters()).dtype
-    text = text_features.float()
+    crops (N, 3, S, S) (with mask prompts, if given) and unit text features (K, D). The
+    crops go to the model's device and dtype a batch at a time; the cosines are float32
+    under any autocast (OVSeg scales them by 100 before the softmax)."""
+    weight = next(model.parameters())
     out = []
     for i in range(0, len(crops), batch_size):
-        feats = encode_image(model, crops[i:i + batch_size].to(dtype),
+        feats = encode_image(model, crops[i:i + batch_size].to(weight.device, weight.dtype),
                              crop_masks[i:i + batch_size], prompts)
-        out.append((F.normalize(feats.float(), dim=-1) @ text.T.to(feats.device)).cpu())
-    return torch.cat(out) if out else torch.zeros(0, len(text))
+        with full_precision(feats.device):
+            text = text_features.float().to(feats.device)
+            cos = F.normalize(feats.float(), dim=-1) @ text.T  # (B, K)
+        out.append(cos.cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(text_features))
 
 
 def classify_masks(model, image: torch.Tensor, masks: torch.Tensor, text_features: torch.Tensor,

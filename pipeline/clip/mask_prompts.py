@@ -85,11 +85,14 @@ def encode_image(model: nn.Module, images: torch.Tensor, masks: torch.Tensor | N
 
     images: (B, 3, H, W) normalised; masks: (B, H, W) bool at the image's resolution;
     prompts: (depth, grid*grid, width). With no masks or no prompts this is exactly
-    open_clip's `visual(images)`.
+    open_clip's `visual(images)`. The inputs go to the tower's device.
     """
     visual = vision_tower(model)
+    device = visual.conv1.weight.device
+    images = images.to(device, non_blocking=True)
     if masks is None or prompts is None:
         return visual(images)
+    masks, prompts = masks.to(device, non_blocking=True), prompts.to(device)
     check_prompts(visual, prompts)
     if not isinstance(visual.patch_dropout, nn.Identity) and visual.patch_dropout.training:
         raise ValueError("patch dropout drops tokens, which breaks the patch-to-prompt "

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pipeline.distributed.precision import full_precision
+
 FILLS = ("mean", "zero", "none")
 CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic convolution constant
 CHUNK_FLOATS = 1 << 24  # bounds the filled windows of a chunk of masks, (n, 3, H, W)
@@ -187,7 +189,10 @@ def masked_crops(
         method = "matmul" if h * w <= MATMUL_MAX_PIXELS or image.is_cuda else "loop"
     crop_fn = _crops_by_matmul if method == "matmul" else _crops_by_loop
     chunk = max(1, CHUNK_FLOATS // (3 * h * w + 3 * size * w))
-    for i in range(0, len(index), chunk):
-        sel = index[i:i + chunk]
-        crops[sel], crop_masks[sel] = crop_fn(image, masks[sel], boxes[sel], size, color)
+    # Pixels, not a network: float32 under any autocast of the caller (a bf16 resize
+    # would move crop values by up to 1/128 and could not be stored in `crops`).
+    with full_precision(image.device):
+        for i in range(0, len(index), chunk):
+            sel = index[i:i + chunk]
+            crops[sel], crop_masks[sel] = crop_fn(image, masks[sel], boxes[sel], size, color)
     return crops, crop_masks, valid

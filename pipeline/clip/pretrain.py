@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from open_clip.loss import ClipLoss
 
+from pipeline.distributed.precision import autocast
 from pipeline.training.schedules import cosine_lr
 
 
@@ -66,9 +67,13 @@ def train_clip(
     weight_decay: float,
     warmup_steps: int,
     on_step: Callable[[StepLog], None] = lambda log: None,
+    precision: str = "auto",
 ) -> list[StepLog]:
     """Train `model` in place with the CLIP contrastive loss; load_batch maps (image
-    indices, caption indices) to (images (B, 3, S, S), tokens (B, L))."""
+    indices, caption indices) to (images (B, 3, S, S), tokens (B, L)), which go to the
+    model's device. The towers run in `precision` (pipeline/distributed/precision.py:
+    "auto" is bf16 autocast on CUDA), the loss in float32 (logits at scale up to 100)."""
+    device = next(model.parameters()).device
     loss_fn = ClipLoss()
     opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98),
                             eps=1e-6, foreach=True)  # CUDA's default; on CPU the same bits
@@ -81,9 +86,10 @@ def train_clip(
         for g in opt.param_groups:
             g["lr"] = cur_lr
         images, tokens = load_batch(idx, caps)
-        image_f = model.encode_image(images, normalize=True)
-        text_f = model.encode_text(tokens, normalize=True)
-        loss = loss_fn(image_f, text_f, model.logit_scale.exp())
+        with autocast(device, precision):
+            image_f = model.encode_image(images.to(device, non_blocking=True), normalize=True)
+            text_f = model.encode_text(tokens.to(device, non_blocking=True), normalize=True)
+        loss = loss_fn(image_f.float(), text_f.float(), model.logit_scale.exp())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -51,11 +51,13 @@ def probe_views(image: np.ndarray, mask: np.ndarray, size: int, mean: torch.Tens
 @torch.no_grad()
 def zero_shot_predictions(model, images: torch.Tensor, classifier: torch.Tensor,
                           batch_size: int = 256) -> torch.Tensor:
-    """images (N, 3, S, S) normalised; classifier (K, D) -> predicted class (N,)."""
+    """images (N, 3, S, S) normalised; classifier (K, D) -> predicted class (N,) on the
+    CPU. Each batch goes to the model's device."""
+    device = next(model.parameters()).device
     preds = []
     for i in range(0, len(images), batch_size):
-        f = model.encode_image(images[i:i + batch_size], normalize=True).float()
-        preds.append((f @ classifier.T).argmax(dim=1))
+        f = model.encode_image(images[i:i + batch_size].to(device), normalize=True).float()
+        preds.append((f @ classifier.to(device).T).argmax(dim=1).cpu())
     return torch.cat(preds)
 
 

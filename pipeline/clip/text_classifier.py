@@ -51,7 +51,9 @@ def split_synonyms(name: str) -> list[str]:
 @torch.no_grad()
 def text_classifier(model, tokenizer, class_names, templates=VILD_TEMPLATES,
                     batch_size: int = 512) -> torch.Tensor:
-    """(K, D) float32 unit vectors, one per class."""
+    """(K, D) float32 unit vectors, one per class, on the text tower's device. The tokens
+    go to that device; under autocast the tower may run in bf16, the averaging does not."""
+    device = next(model.parameters()).device
     prompts, owner = [], []
     for k, name in enumerate(class_names):
         synonyms = split_synonyms(name)
@@ -63,12 +65,13 @@ def text_classifier(model, tokenizer, class_names, templates=VILD_TEMPLATES,
                 owner.append(k)
     feats = []
     for i in range(0, len(prompts), batch_size):
-        tokens = tokenizer(prompts[i:i + batch_size])
+        tokens = tokenizer(prompts[i:i + batch_size]).to(device)  # (B, L) int64
         feats.append(model.encode_text(tokens).float())
-    feats = torch.nn.functional.normalize(torch.cat(feats), dim=-1)
-    owner = torch.tensor(owner)
-    sums = torch.zeros(len(class_names), feats.shape[1]).index_add_(0, owner, feats)
-    means = sums / torch.bincount(owner, minlength=len(class_names))[:, None]
+    feats = torch.nn.functional.normalize(torch.cat(feats), dim=-1)  # (prompts, D)
+    counts = torch.tensor([owner.count(k) for k in range(len(class_names))], device=device)
+    owner = torch.tensor(owner, device=device)
+    sums = feats.new_zeros((len(class_names), feats.shape[1])).index_add_(0, owner, feats)
+    means = sums / counts[:, None]  # (K, D)
     return torch.nn.functional.normalize(means, dim=-1)
 
 
@@ -96,7 +99,8 @@ def cached_text_classifier(model, tokenizer, class_names, cache_dir: str | Path,
                            templates=VILD_TEMPLATES, model_hash: str | None = None
                            ) -> torch.Tensor:
     """`text_classifier`, read from `cache_dir` when an entry for the same text weights,
-    class names and templates exists, else computed and written there (atomically)."""
+    class names and templates exists, else computed and written there (atomically). On
+    the text tower's device either way, so a cache hit and a miss hand back alike."""
     names, templates = list(class_names), list(templates)
     model_hash = model_hash or text_tower_hash(model)
     path = Path(cache_dir) / f"{classifier_cache_key(model_hash, names, templates)}.safetensors"
@@ -105,7 +109,7 @@ def cached_text_classifier(model, tokenizer, class_names, cache_dir: str | Path,
         try:
             with safe_open(str(path), framework="pt") as f:
                 if f.metadata() == meta:
-                    return f.get_tensor(CACHE_TENSOR)
+                    return f.get_tensor(CACHE_TENSOR).to(next(model.parameters()).device)
         except Exception:  # a corrupt or foreign file: recompute and overwrite it
             pass
     out = text_classifier(model, tokenizer, names, templates)

@@ -25,6 +25,7 @@ from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
 from pipeline.data.read_ahead import read_ahead
+from pipeline.distributed.precision import autocast
 from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, mask_iou_single
 from pipeline.params import MineParams
 
@@ -79,13 +80,12 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
     holds the unit text embeddings of `lemmas`. Returns the PAIR_SCHEMA columns, and the
     pairs checked against the labels and found right (precision at IoU 0.5).
 
-    Crops and CLIP run on the device of `text` (bf16 autocast on CUDA unless
-    `mine.precision` is fp32), `mine.crop_batch_size` crops per forward over consecutive
+    Crops and CLIP run on the device of `text` (bf16 autocast as `mine.precision` says:
+    pipeline/distributed/precision.py), `mine.crop_batch_size` crops per forward over consecutive
     images: the batches depend only on `rows`, so a chunk's pairs do not depend on which
     process mined it. `read_ahead_images` (default: READ_AHEAD_IMAGES on CUDA, 0 on the
     CPU) images are read and decoded ahead on a thread; the pairs are the same either way."""
     device = text.device
-    bf16 = device.type == "cuda" and p.precision in ("auto", "bf16")
     lemma_index = {lemma: i for i, lemma in enumerate(lemmas)}
     columns = {name: [] for name in PAIR_SCHEMA.names}
     checked, correct = 0, 0
@@ -95,7 +95,7 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
         nonlocal checked, correct
         if not batch:
             return
-        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        with torch.no_grad(), autocast(device, p.precision):
             feats = encode_image(clip, torch.cat([b[3] for b in batch]))
         feats = F.normalize(feats.float(), dim=-1)
         start = 0

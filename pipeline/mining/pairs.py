@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from pipeline.distributed.precision import full_precision
+
 PAIR_SCHEMA = pa.schema([
     ("image_id", pa.int64()),
     ("caption_index", pa.int32()),
@@ -28,8 +30,10 @@ PAIR_SCHEMA = pa.schema([
 def best_proposals(region_feats: torch.Tensor, noun_feats: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """region_feats (P, D), noun_feats (N, D), both unit vectors -> for each noun the best
-    proposal index (N,), its cosine similarity (N,) and the margin to the second best (N,)."""
-    sims = noun_feats @ region_feats.T  # (N, P)
+    proposal index (N,), its cosine similarity (N,) and the margin to the second best (N,),
+    in float32 under any autocast: the similarities are written to the pairs parquet."""
+    with full_precision(region_feats.device):
+        sims = noun_feats.float() @ region_feats.float().T  # (N, P)
     top = sims.topk(min(2, sims.shape[1]), dim=1)
     margin = top.values[:, 0] - top.values[:, 1] if sims.shape[1] > 1 \
         else torch.zeros(len(sims), device=sims.device)

@@ -16,6 +16,7 @@ from pipeline.clip.probe import label_segments
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import ImageProposals, gt_proposals
+from pipeline.distributed.precision import autocast
 from pipeline.params import ProposalParams
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import image_proposals, predict_proposals
@@ -30,14 +31,14 @@ def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams) -> list[I
     """Proposals of a batch of index rows, each at its image's own size: the images go in
     at short side `proposals.short_side`, aspect kept, padded to `proposals.size_divisor`
     (inference.py). The net runs on the device of its weights, in bf16 autocast on CUDA
-    when `proposals.autocast` is bf16; the masks are upsampled there in fp32."""
+    when `proposals.autocast` is bf16; the class logits (model.class_logits) and the mask
+    upsampling are float32 there."""
     device = text.device
     images = [torch.from_numpy(read_rgb(image_dir / r.file_name).copy()).permute(2, 0, 1)
               .float().div(255) for r in rows]  # (3, H, W) each
     x, sizes = net_batch(images, p.short_side, p.size_divisor)
-    bf16 = device.type == "cuda" and p.autocast == "bf16"
-    with torch.autocast(device.type, torch.bfloat16, enabled=bf16):  # (no_grad inside)
-        logits, scores = predict_proposals(net, x.to(device), text)
+    with autocast(device, p.precision):  # (no_grad inside)
+        logits, scores = predict_proposals(net, x.to(device), text)  # scores: float32
     out = []
     for r, lg, sc, size in zip(rows, logits, scores.float(), sizes):
         image_size = (r.height, r.width)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from pipeline.distributed.precision import full_precision
 from pipeline.proposals.backbones import build_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -137,9 +138,13 @@ class ProposalNet(nn.Module):
 def class_logits(query_text: torch.Tensor, text: torch.Tensor, no_object: torch.Tensor,
                  temperature: float) -> torch.Tensor:
     """(B, Q, E) query embeddings, (K, E) class text embeddings, (E,) no-object embedding
-    -> (B, Q, K + 1) logits: cosine similarities over the temperature."""
-    classes = torch.cat([F.normalize(text, dim=-1), F.normalize(no_object, dim=-1)[None]])
-    return F.normalize(query_text, dim=-1) @ classes.T / temperature
+    -> (B, Q, K + 1) float32 logits: cosine similarities over the temperature. float32
+    under any autocast: at temperature 0.01 a bf16 cosine (8 mantissa bits) moves a logit
+    by up to 0.4, so training, extraction and the segmenter would each see other scores."""
+    with full_precision(query_text.device):
+        classes = torch.cat([F.normalize(text.float(), dim=-1),
+                             F.normalize(no_object.float(), dim=-1)[None]])  # (K + 1, E)
+        return F.normalize(query_text.float(), dim=-1) @ classes.T / temperature
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.distributed.data_parallel import data_parallel
 from pipeline.distributed.process_group import Distributed
 from pipeline.proposals.loss import FOCAL, LossWeights, MaskLoss, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
@@ -64,9 +65,7 @@ def train_proposal_net(
     multiplies it. Under DDP each
     process takes every world-th image of the global batch."""
     ddp = ddp or Distributed()
-    net = model
-    if ddp.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+    net = data_parallel(model, ddp)  # SyncBatchNorm on GPUs: small_cnn's BN is live
     model.train()
     for step in range(start_step, steps):
         idx = batch_indices(n_images, batch_size, seed, step)[ddp.rank::ddp.world]

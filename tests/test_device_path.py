@@ -1,0 +1,269 @@
+"""The GPU path guarded on the CPU (DESIGN §9; the first GPU run crashed where these look).
+CI has no GPU, so a GPU is stood in for three ways:
+- a network on the `meta` device: an op mixing a CPU tensor with its weights fails there as
+  it fails on CUDA, so code that takes its inputs to the network's device runs through,
+  up to the first value it reads back (a meta tensor has none);
+- `torch.autocast("cpu", torch.bfloat16)`, which casts the ops CUDA's autocast casts
+  (matmul, conv), around the crop cutters, the class logits and a mining batch;
+- `torch.cuda` monkeypatched to report GPUs, for device selection and process counts.
+The same checks on a real GPU are tests/test_gpu.py (`make gpu-check`)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from pipeline.clip.masked_crops import METHODS, masked_crops
+from pipeline.clip.model import create_clip, tokenizer_for
+from pipeline.distributed import launch
+from pipeline.distributed.data_parallel import live_batchnorms, with_sync_batchnorm
+from pipeline.distributed.device import select_device
+from pipeline.distributed.precision import autocast, full_precision, uses_bf16
+from pipeline.proposals.model import ProposalNet, ProposalNetConfig, class_logits
+from tests.conftest import REPO
+from tests.test_faults_atomic import stage_call
+from tests.test_pair_mining import mining_inputs
+
+META_VALUE_READ = r"(cannot be called on meta tensors|Cannot copy out of meta tensor)"
+BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
+
+
+@pytest.fixture(scope="module")
+def meta_clip():
+    """The tiny CLIP with its weights on `meta`, as a GPU's would be: not on the CPU."""
+    torch.manual_seed(0)
+    return create_clip("ovseg-tiny-vit").eval().to("meta")
+
+
+def runs_to_its_values(fn) -> None:
+    """`fn` ran every op on the network's device: it ended, or stopped only where it read a
+    value back from it (`.item()`, `.cpu()`), never at a device mismatch."""
+    try:
+        fn()
+    except (RuntimeError, NotImplementedError) as e:
+        if not re.search(META_VALUE_READ, str(e)):
+            raise
+
+
+# inputs go to the network's device
+
+def test_text_classifier_takes_its_tokens_to_the_text_towers_device(meta_clip):
+    from pipeline.clip.text_classifier import text_classifier
+
+    out = text_classifier(meta_clip, tokenizer_for("ovseg-tiny-vit"), ["dog", "cat, kitty"],
+                          ("a photo of a {}.",))
+    assert out.device.type == "meta" and out.shape == (2, 64)
+
+
+def test_image_tower_takes_crops_masks_and_prompts_to_its_device(meta_clip):
+    from pipeline.clip.mask_prompts import encode_image
+
+    crops, masks = torch.zeros(3, 3, 64, 64), torch.ones(3, 64, 64, dtype=torch.bool)
+    for prompts in (None, torch.zeros(2, 64, 32)):  # depth 2, an 8x8 grid, width 32
+        feats = encode_image(meta_clip, crops, masks, prompts)
+        assert feats.device.type == "meta" and feats.shape == (3, 64)
+
+
+def test_crop_cosines_run_on_the_clips_device(meta_clip):
+    """The region probe (adaptation_report), the segmenter and `ovseg segment` classify
+    crops cut on the CPU with a CLIP wherever it is."""
+    from pipeline.clip.mask_classifier import crop_cosines
+
+    crops, masks = torch.zeros(2, 3, 64, 64), torch.ones(2, 64, 64, dtype=torch.bool)
+    runs_to_its_values(lambda: crop_cosines(meta_clip, crops, masks,
+                                            F.normalize(torch.ones(4, 64), dim=-1)))
+
+
+def test_clip_pretraining_takes_its_batches_to_the_models_device():
+    """base_clip's loop: the batches come from the CPU loader."""
+    from pipeline.clip.pretrain import train_clip
+
+    torch.manual_seed(0)
+    model = create_clip("ovseg-tiny-vit").to("meta")
+    tokens = tokenizer_for("ovseg-tiny-vit")(["a dog"] * 4)
+    batches = iter([(np.arange(4), np.zeros(4, int))])
+    runs_to_its_values(lambda: train_clip(model, lambda i, c: (torch.zeros(4, 3, 64, 64),
+                                                               tokens), batches, 1, 1e-3, 0.1, 0))
+
+
+def test_zero_shot_probe_takes_its_crops_to_the_models_device(meta_clip):
+    from pipeline.clip.probe import zero_shot_predictions
+
+    runs_to_its_values(lambda: zero_shot_predictions(
+        meta_clip, torch.zeros(3, 3, 64, 64), F.normalize(torch.ones(5, 64), dim=-1)))
+
+
+# float32 where the numerics need it, under any autocast
+
+@pytest.mark.parametrize("method", METHODS)
+def test_masked_crops_are_float32_and_unchanged_under_bf16_autocast(method):
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 40, 56, generator=g)
+    masks = torch.rand(6, 40, 56, generator=g) > 0.6
+    masks[2] = False  # an invalid crop too
+    color = torch.tensor([0.48, 0.46, 0.41])
+    want = masked_crops(image, masks, 32, "mean", color, method=method)
+    with torch.autocast(**BF16):
+        got = masked_crops(image, masks, 32, "mean", color, method=method)
+    assert got[0].dtype == torch.float32
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+
+
+def test_class_logits_at_temperature_001_are_float32_under_bf16_autocast():
+    """The net's query embeddings come out of a bf16 forward; the cosines over the
+    temperature (and so the scores written to parquet) are float32 all the same."""
+    g = torch.Generator().manual_seed(0)
+    query = torch.randn(2, 5, 64, generator=g).bfloat16()
+    text, no_object = torch.randn(7, 64, generator=g), torch.randn(64, generator=g)
+    want = class_logits(query.float(), text, no_object, 0.01)
+    with torch.autocast(**BF16):
+        got = class_logits(query, text, no_object, 0.01)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+
+
+def test_proposal_scores_are_float32_under_bf16_autocast():
+    from pipeline.proposals.model import predict_proposals
+
+    torch.manual_seed(0)
+    net = ProposalNet(ProposalNetConfig()).eval()
+    images, text = torch.rand(2, 3, 64, 64), F.normalize(torch.randn(5, 64), dim=-1)
+    with torch.autocast(**BF16):
+        _, scores = predict_proposals(net, images, text)
+    _, fp32 = predict_proposals(net, images, text)
+    assert scores.dtype == torch.float32
+    assert (scores - fp32).abs().max() < 0.1  # only the bf16 forward differs
+
+
+def test_a_mining_batch_under_bf16_autocast_is_the_bf16_precision_run(tmp_path):
+    """`mine.precision: bf16` takes the GPU's numerical path on the CPU: the crops in
+    float32, CLIP under bf16 autocast, the similarities written in float32. A caller's
+    autocast around an fp32 run gives the same pairs."""
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+
+    inputs = mining_inputs(tmp_path)
+    bf16 = mine_pairs(*inputs, MineParams(masks="gt", crop_batch_size=4, precision="bf16"),
+                      tmp_path)
+    with torch.autocast(**BF16):
+        outer = mine_pairs(*inputs, MineParams(masks="gt", crop_batch_size=4,
+                                               precision="fp32"), tmp_path)
+    fp32 = mine_pairs(*inputs, MineParams(masks="gt", crop_batch_size=4, precision="fp32"),
+                      tmp_path)
+    assert bf16 == outer
+    cols, ref = bf16[0], fp32[0]
+    assert cols["image_id"] == ref["image_id"] and cols["noun"] == ref["noun"]
+    assert len(cols["image_id"]) == 12
+    assert max(abs(a - b) for a, b in zip(cols["similarity"], ref["similarity"])) < 0.05
+    assert bf16 != fp32  # the bf16 path did run in bf16
+
+
+def test_precision_names_where_bf16_autocast_runs():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert [uses_bf16(d, p) for d in (cpu, cuda) for p in ("auto", "bf16", "fp32")] == \
+        [False, True, False, True, True, False]
+    with pytest.raises(ValueError, match="precision must be one of"):
+        uses_bf16(cpu, "half")
+    with autocast(cpu, "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+        with full_precision(cpu):
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with autocast(cpu, "auto"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with full_precision(torch.device("meta")):  # a device autocast does not know
+        pass
+
+
+# devices and processes
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """torch.cuda reporting `n` GPUs (set_device a no-op): gpus(n)."""
+    def report(n: int):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    return report
+
+
+def test_cpu_device_runs_one_process_whatever_gpus_the_machine_has(gpus):
+    gpus(8)
+    assert launch.process_count(0, "cpu") == 1
+    assert launch.process_count(0, "auto") == launch.process_count(0, "cuda") == 8
+    assert launch.process_count(3, "cpu") == 3
+
+
+def test_more_processes_than_gpus_stop_before_any_starts(gpus, monkeypatch):
+    gpus(2)
+    started = []
+    monkeypatch.setattr(launch.subprocess, "run", lambda *a, **k: started.append(a))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    with pytest.raises(SystemExit, match="compute.processes is 3.*2 GPU.*compute.device: cpu"):
+        launch.relaunch_under_torchrun("stages.evaluate", [], 3, "auto")
+    assert not started
+    launch.check_one_gpu_each(2, "auto", 2)
+    launch.check_one_gpu_each(3, "cpu", 2)  # CPU processes share nothing
+    launch.check_one_gpu_each(3, "auto", 0)  # no GPU: auto is the CPU
+
+
+def test_each_local_rank_gets_its_own_gpu_or_a_message(gpus):
+    gpus(2)
+    assert select_device("auto", 1) == torch.device("cuda", 1)
+    assert select_device("cpu", 5) == torch.device("cpu")
+    with pytest.raises(SystemExit, match="local rank 2 has no GPU.*2"):
+        select_device("cuda", 2)
+
+
+def test_live_batchnorm_is_synced_on_gpus_and_named_on_cpus():
+    torch.manual_seed(0)
+    net = ProposalNet(ProposalNetConfig(backbone="small_cnn"))
+    params = list(net.parameters())
+    assert live_batchnorms(net)
+    synced = with_sync_batchnorm(net, torch.device("cuda", 0))
+    norms = [m for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    assert all(a is b for a, b in zip(params, synced.parameters()))  # the optimizer's own
+    frozen = ProposalNet(ProposalNetConfig(backbone="small_cnn", freeze_bn=True))
+    assert not live_batchnorms(frozen) and with_sync_batchnorm(frozen, "cuda") is frozen
+    cpu_net = ProposalNet(ProposalNetConfig(backbone="small_cnn"))
+    with pytest.warns(UserWarning, match="SyncBatchNorm needs CUDA"):
+        assert with_sync_batchnorm(cpu_net, torch.device("cpu")) is cpu_net
+
+
+NETWORK_STAGES = ("base_clip", "train_proposals", "extract_proposals", "mine_pairs",
+                  "finetune", "prompt_tune", "adaptation_report", "evaluate@world_full")
+
+
+@pytest.mark.parametrize("stage", NETWORK_STAGES)
+def test_every_network_stage_honours_compute_device(stage, tmp_path, gpus, monkeypatch):
+    """compute.device: cuda on a machine without a GPU stops each stage that runs a network
+    before it reads an input, saying what to set: the stage asked for its device."""
+    gpus(0)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["compute"]["device"] = "cuda"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)  # no data/, no models/: nothing to read
+    module, argv = stage_call(stage)
+    with pytest.raises(SystemExit, match="compute.device is cuda, but torch finds no CUDA"):
+        module.main(argv)
+
+
+def test_proposal_training_syncs_its_batchnorm_under_ddp(monkeypatch):
+    """train_proposal_net wraps the net through data_parallel (SyncBatchNorm on GPUs)."""
+    import pipeline.proposals.train as train
+    from pipeline.distributed.process_group import Distributed
+    from pipeline.proposals.loss import LossWeights
+
+    wrapped = []
+    monkeypatch.setattr(train, "data_parallel", lambda model, ddp: wrapped.append(ddp) or model)
+    net = ProposalNet(ProposalNetConfig())
+    train.train_proposal_net(net, None, 4, torch.zeros(3, 64), LossWeights(0.1, 1, 20, 1),
+                             torch.optim.AdamW(net.parameters()), 0, 2, lambda s: 0.0, 0,
+                             ddp=Distributed(0, 2, 0))
+    assert wrapped == [Distributed(0, 2, 0)]

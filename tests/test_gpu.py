@@ -1,0 +1,148 @@
+"""The device-sensitive unit checks on a real GPU (marker `gpu`; skipped without CUDA, run
+by `make gpu-check`): each compares the CUDA result with the CPU's, under the bf16 autocast
+the stages use there. tests/test_device_path.py guards the same paths on the CPU."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.clip.model import create_clip, tokenizer_for
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason="no CUDA GPU: `make gpu-check` runs these on one")]
+CUDA = torch.device("cuda")
+
+
+def tiny_clip():
+    torch.manual_seed(0)
+    return create_clip("ovseg-tiny-vit").eval()
+
+
+def test_text_classifier_on_cuda_matches_the_cpu_and_the_cache_hands_back_there(tmp_path):
+    from pipeline.clip.text_classifier import cached_text_classifier, text_classifier
+
+    clip, tokenizer = tiny_clip(), tokenizer_for("ovseg-tiny-vit")
+    names = ["dog", "cat, kitty", "traffic light"]
+    cpu = text_classifier(clip, tokenizer, names)
+    clip = clip.to(CUDA)
+    with torch.autocast("cuda", torch.bfloat16):
+        bf16 = text_classifier(clip, tokenizer, names)
+    assert bf16.device.type == CUDA.type and bf16.dtype == torch.float32
+    assert (bf16.cpu() - cpu).abs().max() < 0.03
+    miss = cached_text_classifier(clip, tokenizer, names, tmp_path)
+    hit = cached_text_classifier(clip, tokenizer, names, tmp_path)
+    assert miss.device == hit.device == clip.logit_scale.device
+    assert torch.equal(miss, hit) and (miss.cpu() - cpu).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("method", ["matmul", "loop"])
+def test_masked_crops_on_cuda_under_autocast_match_the_cpu(method):
+    from pipeline.clip.masked_crops import masked_crops
+
+    g = torch.Generator().manual_seed(0)
+    image, masks = torch.rand(3, 120, 160, generator=g), torch.rand(9, 120, 160, generator=g) > .7
+    color = torch.tensor([0.48, 0.46, 0.41])
+    want = masked_crops(image, masks, 64, "mean", color, method=method)
+    with torch.autocast("cuda", torch.bfloat16):
+        got = masked_crops(image.to(CUDA), masks.to(CUDA), 64, "mean", color.to(CUDA),
+                           method=method)
+    assert got[0].dtype == torch.float32
+    assert (got[0].cpu() - want[0]).abs().max() < 1e-4
+    assert torch.equal(got[1].cpu(), want[1]) and torch.equal(got[2].cpu(), want[2])
+
+
+def test_proposal_inference_on_cuda_keeps_its_scores_float32():
+    from pipeline.proposals.model import ProposalNet, ProposalNetConfig, predict_proposals
+
+    torch.manual_seed(0)
+    net = ProposalNet(ProposalNetConfig()).eval()
+    images, text = torch.rand(4, 3, 96, 128), F.normalize(torch.randn(6, 64), dim=-1)
+    masks_cpu, scores_cpu = predict_proposals(net, images, text)
+    net = net.to(CUDA)
+    with torch.autocast("cuda", torch.bfloat16):
+        masks, scores = predict_proposals(net, images.to(CUDA), text.to(CUDA))
+    assert scores.dtype == torch.float32 and (scores.cpu() - scores_cpu).abs().max() < 0.1
+    agree = ((masks.float().cpu() > 0) == (masks_cpu > 0)).float().mean()
+    assert agree > 0.95, float(agree)
+
+
+def test_segmenter_on_cuda_labels_as_on_the_cpu():
+    from pipeline.proposals.model import ProposalNet, ProposalNetConfig
+    from pipeline.segment.segmenter import Segmenter
+
+    torch.manual_seed(0)
+    net = ProposalNet(ProposalNetConfig()).eval()
+    clip = tiny_clip()
+    text = F.normalize(torch.randn(5, 64), dim=-1)
+    image = torch.rand(3, 90, 120)
+    cpu = Segmenter(net, text, clip, text).predict(image)
+    gpu = Segmenter(net.to(CUDA), text.to(CUDA), clip.to(CUDA), text.to(CUDA)).predict(
+        image.to(CUDA))
+    for name, labels in cpu.items():
+        agree = (gpu[name].cpu() == labels).float().mean()
+        assert gpu[name].device.type == "cpu" and agree > 0.99, (name, float(agree))
+
+
+def test_a_mining_batch_on_cuda_pairs_as_on_the_cpu(tmp_path):
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+    from tests.test_pair_mining import mining_inputs
+
+    clip, text, *rest = mining_inputs(tmp_path)
+    p = MineParams(masks="gt", crop_batch_size=4)  # precision auto: bf16 on CUDA
+    cpu = mine_pairs(clip, text, *rest, p, tmp_path)
+    gpu = mine_pairs(clip.to(CUDA), text.to(CUDA), *rest, p, tmp_path)
+    assert gpu[0]["image_id"] == cpu[0]["image_id"] and gpu[0]["noun"] == cpu[0]["noun"]
+    assert max(abs(a - b) for a, b in zip(gpu[0]["similarity"], cpu[0]["similarity"])) < 0.05
+
+
+@pytest.mark.parametrize("phase", ["ft", "mpt"])
+def test_ft_and_mpt_steps_on_cuda_lower_the_loss(phase):
+    from pipeline.adapt.train import (
+        AdaptPlan,
+        MaskedCropEncoder,
+        adaptation_optimizer,
+        train_adaptation,
+    )
+    from pipeline.clip.mask_prompts import MaskPrompts
+    from tests.test_clip_adapt import colour_batches, noun_text
+    from tests.test_clip_adapt import tiny_clip as small_clip
+    from tests.test_shard_loader import NOUNS
+
+    clip = small_clip()
+    prompts = MaskPrompts.for_model(clip, depth=2) if phase == "mpt" else None
+    encoder = MaskedCropEncoder(clip, prompts).to(CUDA)
+    plan = AdaptPlan(phase == "ft", phase == "mpt", 40, 2, clip_lr=3e-3, prompt_lr=2e-2)
+    logs = []
+    train_adaptation(encoder, colour_batches(40), noun_text().to(CUDA),
+                     {n: i for i, n in enumerate(NOUNS)}, adaptation_optimizer(encoder, plan),
+                     plan, precision="auto", on_step=logs.append)
+    first, last = (sum(r.loss for r in part) / 5 for part in (logs[:5], logs[-5:]))
+    assert last < first, (phase, first, last)
+
+
+def _all_reduce_worker(rank: int, world: int, port: int) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    from pipeline.distributed.device import start_ranks
+    from pipeline.distributed.process_group import all_reduce_sum
+
+    device, ddp = start_ranks("cuda")
+    x = all_reduce_sum(ddp, torch.full((3,), rank + 1, dtype=torch.int64, device=device))
+    assert x.tolist() == [sum(range(1, world + 1))] * 3
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs 2 GPUs")
+def test_nccl_all_reduce_over_two_gpus():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_all_reduce_worker, args=(2, port), nprocs=2)
