@@ -45,6 +45,7 @@ from pipeline.data.proposal_table import (
     proposal_columns,
 )
 from pipeline.data.shard_writer import sample_members
+from pipeline.distributed.precision import autocast
 from pipeline.params import ProposalParams
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, image_proposals, predict_proposals
@@ -88,10 +89,6 @@ def inference(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def autocast(device: str):
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
-
-
 def proposal_net(setting: str, short_side: int, device: str) -> tuple[ProposalNet, torch.Tensor]:
     overrides, text_dim, crop = SETTINGS[setting]
     p = ProposalParams(**{**overrides, "crop_size": crop, "short_side": short_side})
@@ -108,7 +105,7 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
     flops = flops_of(lambda: net(x[:1])) * batch
 
     def forward():
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad(), autocast(device, "auto"):
             return predict_proposals(net, x, text)
 
     net_s = timed(forward, device, b.repeats)
@@ -141,7 +138,7 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
     def clip_part():
         m = decode().to(device)
         batch, _, _ = crops_for_clip(model, image.to(device), m)
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad(), autocast(device, "auto"):
             return encode_image(model, batch)
 
     decode_s = timed(decode, "cpu", b.repeats)
@@ -166,7 +163,7 @@ def evaluate_row(b: Bench, name: str) -> list:
     image = torch.rand(3, H, W)
 
     def segment():
-        with autocast(device):
+        with autocast(device, "auto"):
             return segmenter.predict(image)
 
     flops = flops_of(segment)

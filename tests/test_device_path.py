@@ -267,3 +267,26 @@ def test_proposal_training_syncs_its_batchnorm_under_ddp(monkeypatch):
                              torch.optim.AdamW(net.parameters()), 0, 2, lambda s: 0.0, 0,
                              ddp=Distributed(0, 2, 0))
     assert wrapped == [Distributed(0, 2, 0)]
+
+
+def test_the_region_probe_puts_every_clip_and_its_prompts_on_the_stage_device(monkeypatch):
+    """adaptation_report's rows (base, FT, FT then MPT) go where compute.device says."""
+    from types import SimpleNamespace
+
+    import stages.adaptation_report as report
+    from pipeline.params import load_params
+
+    def clip(_path=None):
+        return torch.nn.Linear(2, 2)  # a stand-in: only where its weights are matters
+
+    monkeypatch.setattr(report, "load_clip", clip)
+    monkeypatch.setattr(report, "was_finetuned", lambda path: True)
+    monkeypatch.setattr(report, "load_adapted", lambda path: (
+        clip(), torch.zeros(3, 4), {"phases": ["mpt"], "clip_finetuned_before": True}))
+    args = SimpleNamespace(adapted="a", base_clip="b", ft_clip="f")
+    models, _ = report.variant_models(load_params(REPO / "params.yaml"), args,
+                                      torch.device("meta"), None)
+    assert set(models) == {"base", "ft", "ft_then_mpt"}
+    for row, (model, prompts) in models.items():
+        assert model.weight.device.type == "meta", row
+        assert prompts is None or prompts.device.type == "meta", row
