@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from pipeline.adapt.run import noun_text_features
+from pipeline.adapt.shard_loader import Augment, ShardBatches, ShardList, batch_loader
 from pipeline.adapt.train import (
     AdaptPlan,
     MaskedCropEncoder,
@@ -42,7 +43,6 @@ from pipeline.adapt.train import (
 )
 from pipeline.clip.mask_classifier import crop_size
 from pipeline.clip.model import create_clip, load_clip, pixel_stats, tokenizer_for
-from pipeline.data.shard_loader import Augment, ShardBatches, ShardList, batch_loader
 
 SHIM = """
 import sys

@@ -32,10 +32,10 @@ from pipeline.adapt.run import (
     run_summary,
     write_loss_log,
 )
+from pipeline.adapt.shard_loader import ShardList
 from pipeline.adapt.train import MaskedCropEncoder
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip, tokenizer_for
 from pipeline.data.files import staged_outputs, write_json
-from pipeline.data.shard_loader import ShardList
 from pipeline.distributed.process_group import main_first
 from pipeline.params import to_dict
 from stages._adapt_setup import start_adaptation_stage, step_bars

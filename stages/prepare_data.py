@@ -26,9 +26,14 @@ from tqdm import tqdm
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.files import json_bytes, staged_outputs, tree_digest
 from pipeline.data.layouts import LayoutError
-from pipeline.data.prepare import FinalPaths, prepare_coco, prepare_synthetic, recorded_params
 from pipeline.data.validate import BadItems
 from pipeline.params import load_params
+from pipeline.prepare.data_sources import (
+    FinalPaths,
+    prepare_coco,
+    prepare_synthetic,
+    recorded_params,
+)
 
 WORLD_DIGEST = "world_digest.json"  # in --index: the digest of everything under --world
 

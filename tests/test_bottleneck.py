@@ -4,8 +4,8 @@ proposals labelled by the oracle."""
 import numpy as np
 import torch
 
+from pipeline.data.segments import class_masks, label_segments
 from pipeline.segment.bottleneck import (
-    gt_segments,
     oracle_label_map,
     oracle_probs,
     segment_label_map,
@@ -51,11 +51,14 @@ def test_the_oracle_gives_each_mask_the_class_of_its_best_iou_segment():
     assert want[2] == 1
 
 
-def test_gt_segments_and_painting_them_back():
+def test_class_masks_and_painting_them_back():
     labels = np.array([[0, 0, 2], [255, 2, 2]], dtype=np.uint8)
-    classes, masks = gt_segments(labels, 255)
+    classes, masks = class_masks(labels, 255)
     assert classes.tolist() == [0, 2] and masks.shape == (2, 2, 3)
-    assert torch.equal(masks[1], torch.from_numpy(labels == 2))
+    assert (masks[1] == (labels == 2)).all()
+    segs = label_segments(7, labels, 255)
+    assert [(s.image_id, s.label) for s in segs] == [(7, 0), (7, 2)]
+    assert all((s.mask == m).all() for s, m in zip(segs, masks))
     painted = segment_label_map(labels, classes, np.array([3, 1]), 255)
     assert painted.tolist() == [[3, 3, 1], [0, 1, 1]]
 
@@ -64,7 +67,7 @@ def test_proposals_equal_to_the_segments_score_perfectly_under_the_oracle():
     labels = np.zeros((8, 8), dtype=np.uint8)
     labels[:, 4:] = 1
     labels[:2, :2] = 255
-    _, segments = gt_segments(labels, 255)
+    segments = torch.from_numpy(class_masks(labels, 255)[1])
     masks = torch.where(segments, 6.0, -6.0).sigmoid()
     pred = oracle_label_map(masks, labels, 2, 255, 0.5)
     scored = labels != 255

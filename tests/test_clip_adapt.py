@@ -9,6 +9,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from pipeline.adapt import run as adapt_run
 from pipeline.adapt.adapted_model import finetune_plan, prompt_tune_phases
 from pipeline.adapt.run import LoaderSettings, run_adaptation
+from pipeline.adapt.shard_loader import Augment, Batch, ShardBatches
 from pipeline.adapt.train import (
     AdaptPlan,
     MaskedCropEncoder,
@@ -16,7 +17,6 @@ from pipeline.adapt.train import (
     train_adaptation,
 )
 from pipeline.clip.mask_prompts import MaskPrompts
-from pipeline.data.shard_loader import Augment, Batch, ShardBatches
 from pipeline.distributed.process_group import Distributed
 from tests.test_shard_loader import NOUNS, write_toy_shards
 
@@ -210,7 +210,7 @@ def _ddp_worker(rank, world, port, shard_dir, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank))
     torch.set_num_threads(1)
-    from pipeline.data.shard_loader import ShardList
+    from pipeline.adapt.shard_loader import ShardList
     from pipeline.distributed.process_group import init_distributed
 
     ddp = init_distributed(torch.device("cpu"))

@@ -13,11 +13,11 @@ from pipeline.data.class_lists import builtin_class_list
 from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
 from pipeline.data.image_io import read_labels
 from pipeline.data.layouts import iter_index
-from pipeline.data.prepare import FinalPaths, prepare_coco
 from pipeline.data.validate import BadItems
 from pipeline.mining.nltk_setup import wordnet_reader
 from pipeline.mining.nouns import NounExtractor
 from pipeline.params import CocoPaths, DataParams
+from pipeline.prepare.data_sources import FinalPaths, prepare_coco
 from tests.real_fixtures import (
     ADE_SIZES,
     COCO_SIZES,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.data.shard_loader import (
+from pipeline.adapt.shard_loader import (
     Augment,
     ShardBatches,
     ShardList,

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from pipeline.clip.mask_classifier import crop_cosines, crops_for_clip
-from pipeline.clip.probe import accuracy_by_group, label_segments, outline_control, outline_features
+from pipeline.clip.probe import accuracy_by_group, outline_control, outline_features
 from pipeline.data.class_lists import ClassList
 from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.segments import label_segments
 
 
 @dataclass

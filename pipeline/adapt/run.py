@@ -23,6 +23,13 @@ from time import perf_counter
 
 import torch
 
+from pipeline.adapt.shard_loader import (
+    Augment,
+    ShardBatches,
+    ShardList,
+    batch_loader,
+    noun_vocabulary,
+)
 from pipeline.adapt.train import (
     AdaptPlan,
     MaskedCropEncoder,
@@ -33,13 +40,6 @@ from pipeline.clip.mask_classifier import crop_size
 from pipeline.clip.mask_prompts import MaskPrompts
 from pipeline.clip.model import WEIGHTS_NAME, pixel_stats, tokenizer_for
 from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
-from pipeline.data.shard_loader import (
-    Augment,
-    ShardBatches,
-    ShardList,
-    batch_loader,
-    noun_vocabulary,
-)
 from pipeline.distributed.process_group import Distributed, main_first
 from pipeline.params import to_dict
 from pipeline.training import checkpoint, loss_log

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch import nn
 
+from pipeline.adapt.shard_loader import Batch
 from pipeline.clip.mask_prompts import MaskPrompts, encode_image
 from pipeline.clip.pretrain import param_groups
-from pipeline.data.shard_loader import Batch
 from pipeline.distributed.data_parallel import data_parallel
 from pipeline.distributed.precision import autocast
 from pipeline.distributed.process_group import Distributed

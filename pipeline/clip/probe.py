@@ -4,28 +4,13 @@ classifier that sees the crop mask alone."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.masked_crops import normalize as normalize  # callers use probe.normalize
-
-
-@dataclass
-class Segment:
-    """One ground-truth segment: the pixels of one class in one label map."""
-
-    image_id: int
-    label: int
-    mask: np.ndarray  # (H, W) bool
-
-
-def label_segments(image_id: int, labels: np.ndarray, ignore: int = 255) -> list[Segment]:
-    """All per-class segments of a label map, in label order."""
-    return [Segment(image_id, int(c), labels == c) for c in np.unique(labels) if c != ignore]
+from pipeline.data.segments import Segment
 
 
 def single_thing_segment(segments: list[Segment], isthing, min_pixels: int) -> Segment | None:

@@ -16,6 +16,7 @@ from pipeline.clip.text_classifier import VILD_TEMPLATES, text_classifier
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split, iter_index
+from pipeline.data.segments import label_segments
 
 CONTROL_IMAGES = 3000  # training label maps mined for the outline-only control
 MIN_PROBE_PIXELS = 16
@@ -35,7 +36,7 @@ def zero_shot_probe(model, tokenizer, split: Split, size: int, mean: torch.Tenso
     for row in iter_index(split.index):
         scanned += 1
         labels = read_labels(Path(split.label_dir) / row.label_file)
-        seg = probe.single_thing_segment(probe.label_segments(row.image_id, labels),
+        seg = probe.single_thing_segment(label_segments(row.image_id, labels),
                                          classes.isthing, MIN_PROBE_PIXELS)
         if seg is None:
             continue
@@ -70,7 +71,7 @@ def outline_only_control(split: Split, size: int, steps: int, seed: int) -> dict
             break
         scanned += 1
         labels = read_labels(Path(split.label_dir) / row.label_file)
-        segs = probe.label_segments(row.image_id, labels)
+        segs = label_segments(row.image_id, labels)
         if not segs:
             continue
         masks = torch.from_numpy(np.stack([s.mask for s in segs]))

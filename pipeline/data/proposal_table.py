@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pycocotools import mask as mask_utils
 
-from pipeline.clip.probe import label_segments
+from pipeline.data.segments import label_segments
 
 PROPOSAL_SCHEMA = pa.schema([
     ("image_id", pa.int64()),

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.clip.probe import label_segments
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import ImageProposals, gt_proposals
+from pipeline.data.segments import label_segments
 from pipeline.distributed.precision import autocast
 from pipeline.params import ProposalParams
 from pipeline.proposals.inference import masks_to_image, net_batch

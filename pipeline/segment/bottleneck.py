@@ -16,17 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.data.segments import class_masks
 from pipeline.segment.two_stage import fused_labels
 
 BOTTLENECK_VARIANTS = ("gt_masks_clip", "proposals_oracle")
-
-
-def gt_segments(labels: np.ndarray, ignore: int) -> tuple[np.ndarray, torch.Tensor]:
-    """(H, W) label map -> (classes (N,) int64 of the labelled classes present, masks
-    (N, H, W) bool, one per class)."""
-    classes = np.array([c for c in np.unique(labels) if c != ignore], dtype=np.int64)
-    masks = torch.from_numpy(labels[None] == classes[:, None, None])
-    return classes, masks
 
 
 def segment_label_map(labels: np.ndarray, classes: np.ndarray, predicted: np.ndarray,
@@ -44,7 +37,8 @@ def oracle_probs(masks: torch.Tensor, labels: np.ndarray, num_classes: int, igno
     -> one-hot class probabilities (Q', K) of the masks that overlap a labelled segment,
     and which masks those are (Q,) bool. Each mask, binarised at `threshold`, takes the
     class of the ground-truth segment of highest IoU, ignored pixels counted in neither."""
-    classes, segments = gt_segments(labels, ignore)
+    classes, segments = class_masks(labels, ignore)
+    segments = torch.from_numpy(segments)
     scored = torch.from_numpy(labels != ignore)
     binary = (masks > threshold) & scored  # (Q, H, W)
     if len(classes) == 0 or len(masks) == 0:

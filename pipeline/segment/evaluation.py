@@ -23,12 +23,12 @@ from pipeline.data.eval_datasets import (
 )
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
+from pipeline.data.segments import class_masks
 from pipeline.data.validate import BadItems
 from pipeline.distributed.chunks import Chunks
 from pipeline.proposals.augment import MAX_LONG_SIDE, short_side_shape
 from pipeline.segment.bottleneck import (
     BOTTLENECK_VARIANTS,
-    gt_segments,
     oracle_label_map,
     segment_label_map,
 )
@@ -109,7 +109,8 @@ def bottleneck_label_maps(segmenter, image: np.ndarray, labels: np.ndarray,
     its ground-truth segments classified by the segmenter's CLIP on crops of the image at
     the label map's size, and its proposals (mask logits at any size) labelled by the
     oracle."""
-    classes, segments = gt_segments(labels, ignore)
+    classes, segments = class_masks(labels, ignore)
+    segments = torch.from_numpy(segments)
     out = {"gt_masks_clip": np.zeros(labels.shape, dtype=np.int64)}
     if len(classes):
         probs = segmenter.classify_regions(image_tensor(image, labels.shape), segments)
