@@ -16,9 +16,9 @@ import sys
 
 from pipeline.data.files import staged_outputs
 from pipeline.params import ParamsError, load_params
-from pipeline.params_checks import check_across_sections, real_data_warnings
+from pipeline.params.checks import check_across_sections, real_data_warnings
 
-MARKER = b"params.yaml passed pipeline/params.py and pipeline/params_checks.py\n"
+MARKER = b"params.yaml passed pipeline/params/schema.py and pipeline/params/checks.py\n"
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ from pipeline.data.class_lists import ClassList
 from pipeline.data.eval_datasets import EVAL_ALIASES, EVAL_LAYOUTS, canonical_eval_name
 from pipeline.data.layouts import IndexRow
 from pipeline.params import ParamsError, parse_params
-from pipeline.params_checks import check_eval_datasets
+from pipeline.params.checks import check_eval_datasets
 from pipeline.segment.evaluation import (
     EvalSet,
     confusion_by_variant,

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.params import ParamsError, load_params, parse_params
-from pipeline.params_checks import check_across_sections
+from pipeline.params.checks import check_across_sections
 from tests.conftest import REPO
 
 COMMITTED = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -140,7 +140,7 @@ def test_check_params_stage_exits_2_naming_the_key_and_writes_no_marker(
 
 
 def test_world_values_under_real_data_are_warned_with_the_papers():
-    from pipeline.params_checks import real_data_warnings
+    from pipeline.params.checks import real_data_warnings
 
     world = parse_params(committed_with())
     assert real_data_warnings(world) == []  # the synthetic source: nothing to say

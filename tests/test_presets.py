@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from pipeline.params import load_params
-from pipeline.params_checks import check_across_sections, real_data_warnings
+from pipeline.params.checks import check_across_sections, real_data_warnings
 from tests.conftest import REPO
 
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))

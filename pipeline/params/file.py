@@ -1,13 +1,16 @@
-"""Read a params file strictly: malformed YAML and duplicate keys stop with the file and line
-(PyYAML alone keeps the last of two equal keys, silently)."""
+"""Reading params.yaml: strictly (malformed YAML and duplicate keys stop with the file and
+line; PyYAML alone keeps the last of two equal keys, silently), then every key validated
+against the schema."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
 
-from pipeline.params import ParamsError
+from pipeline.params.fields import ParamsError, build_section
+from pipeline.params.schema import Params
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -45,3 +48,19 @@ def read_params_yaml(path: str | Path) -> dict:
         raise ParamsError(f"{path}: expected a mapping of sections (data, clip, ...), got "
                           f"{type(raw).__name__}; restore it with `git checkout {path.name}`")
     return raw
+
+
+def parse_params(raw: dict | None, complete: bool = False) -> Params:
+    """Validate a params mapping (as read from YAML) into `Params`; `complete`: every key
+    must be present (a file), otherwise missing keys take the dataclass defaults (tests)."""
+    return build_section(Params, raw or {}, complete=complete)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """The complete params of a file, each key validated. The checks across sections, which
+    need the CLIP's model config, are pipeline/params/checks.py's (the check_params stage)."""
+    return parse_params(read_params_yaml(path), complete=True)
+
+
+def to_dict(params) -> dict:
+    return dataclasses.asdict(params)

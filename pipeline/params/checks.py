@@ -1,6 +1,6 @@
 """Checks of params.yaml that span sections or depend on the CLIP's model config.
 
-The per-key checks live with the dataclasses (pipeline/params.py); these are the ones a
+The per-key checks live with the dataclasses (pipeline/params/schema.py); these are the ones a
 single key cannot make: the shard crop size against CLIP's input size, the mask-prompt
 depth against CLIP's blocks, the evaluation sets against the data source. The
 `check_params` stage runs them before any stage that could delete an output.
