@@ -37,7 +37,7 @@ from pipeline.clip.mask_classifier import crop_size, crops_for_clip
 from pipeline.clip.mask_prompts import encode_image
 from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.model import create_clip
-from pipeline.data.files import encode_jpeg, encode_png
+from pipeline.data.image_io import encode_jpeg, encode_png
 from pipeline.data.proposal_table import (
     ImageProposals,
     decode_masks,

@@ -20,8 +20,7 @@ import pandas as pd
 import torch
 
 from pipeline.clip.masked_crops import masked_crops
-from pipeline.data.files import encode_jpeg, encode_png
-from pipeline.data.image_io import read_rgb
+from pipeline.data.image_io import encode_jpeg, encode_png, read_rgb
 from pipeline.data.proposal_table import iter_image_proposals
 from pipeline.data.shard_writer import ShardSet, sample_key
 from pipeline.mining.nltk_setup import INSTALL_HELP, wordnet_reader

@@ -77,7 +77,7 @@ def run_one(name: str, batch: int, steps: int, device: str) -> dict:
     train_proposal_net(model, lambda idx, step: (images, targets), batch, text, weights,
                        build_optimizer(model, p), steps + 1, batch, lambda s: p.lr, 0,
                        on_step=on_step, mask_loss=mask_loss, grad_clip_norm=p.grad_clip_norm,
-                       autocast_dtype=torch.bfloat16 if dev.type == "cuda" else None)
+                       precision="auto")
     per_step = [b - a for a, b in zip(times[1:], times[2:])]  # the first step warms up
     peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
                    if line.startswith("VmHWM"))

@@ -17,19 +17,19 @@ here when `adapt.mpt_only_row` is true. A row that does not exist is null, with 
 
 from __future__ import annotations
 
-import argparse
 import shutil
-from pathlib import Path
 
 from pipeline.adapt.adapted_model import load_adapted, was_finetuned
-from pipeline.adapt.region_accuracy import Variant, region_accuracy, split_regions
+from pipeline.adapt.region_accuracy import accuracy_line, split_region_accuracy
 from pipeline.adapt.run import tune_phases
 from pipeline.clip.model import load_clip, tokenizer_for
-from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
-from pipeline.data.class_lists import load_class_list
+from pipeline.clip.text_classifier import TEMPLATE_SETS
 from pipeline.data.files import staged_outputs, write_json
-from pipeline.data.layouts import iter_index, read_splits
-from stages._adapt_setup import start_adaptation_stage, step_bars
+from pipeline.data.layouts import read_splits
+from stages._start import start_stage, step_bars
+
+PATHS = ("--index", "--base-clip", "--ft-clip", "--adapted", "--shards", "--text-cache",
+         "--resume", "--metrics")
 
 
 def variant_models(params, args, device, ddp) -> tuple[dict, dict]:
@@ -62,12 +62,9 @@ def variant_models(params, args, device, ddp) -> tuple[dict, dict]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--params", "--index", "--base-clip", "--ft-clip", "--adapted", "--shards",
-                 "--text-cache", "--resume", "--metrics"):
-        ap.add_argument(flag, type=Path, required=True)
-    args = ap.parse_args(argv)
-    params, device, ddp = start_adaptation_stage(args.params, "stages.adaptation_report", argv)
+    run = start_stage("stages.adaptation_report", __doc__, argv, PATHS, "adapt", torchrun=True,
+                      networks=True)
+    args, params, device, ddp = run.args, run.params, run.device, run.ddp
     a = params.adapt
     models, missing = variant_models(params, args, device, ddp)
     if not ddp.main:
@@ -78,21 +75,10 @@ def main(argv=None) -> None:
     report = {"rows": list(models) + list(missing), "missing": missing, "fill": a.fill,
               "order": params.mpt.order, "splits": {}}
     for name, split in splits.items():
-        classes = load_class_list(split.classes)
-        variants = {row: Variant(m, p, cached_text_classifier(
-                        m, tokenizer, classes.names, args.text_cache,
-                        TEMPLATE_SETS[params.clip.templates]))
-                    for row, (m, p) in models.items()}
-        regions = split_regions(iter_index(split.index), Path(split.image_dir),
-                                Path(split.label_dir), split.ignore_label,
-                                models["base"][0], a.fill, device)
-        result = region_accuracy(regions, variants, classes, a.eval_batch_size,
-                                 seed=a.seed)
+        result = split_region_accuracy(split, models, tokenizer, args.text_cache,
+                                       TEMPLATE_SETS[params.clip.templates], a, device)
         report["splits"][name] = {**result, **{row: None for row in missing}}
-        print(f"{name}: " + ", ".join(
-            f"{row} {result[row]['all']:.3f} (seen {result[row]['seen'] or 0:.3f}, unseen "
-            f"{result[row]['unseen'] or 0:.3f})" for row in models)
-            + f"; outline-only control {(result['outline_only_control'] or {}).get('accuracy')}")
+        print(accuracy_line(name, result, list(models)))
     with staged_outputs(args.metrics) as (metrics_path,):
         write_json(metrics_path, report)
     shutil.rmtree(args.resume, ignore_errors=True)  # only now: a failed write can still resume

@@ -11,77 +11,38 @@ the small one on the training captions), then probe it on regions.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from pipeline.clip import probe as probe
-from pipeline.clip.model import create_clip, model_config, pixel_stats, save_clip, tokenizer_for
-from pipeline.clip.pretrain import LOSS_COLUMNS, caption_batches, train_clip
+from pipeline.clip.model import model_config, pixel_stats, save_clip, tokenizer_for
+from pipeline.clip.pretrain import LOSS_COLUMNS, create_base_clip, pretrain_on_captions
 from pipeline.clip.region_probe import outline_only_control, zero_shot_probe
 from pipeline.clip.text_classifier import TEMPLATE_SETS
-from pipeline.data.decoded_cache import DecodedCache
 from pipeline.data.files import staged_outputs, write_json
-from pipeline.data.image_io import read_rgb
-from pipeline.data.layouts import iter_index, read_splits
-from pipeline.distributed.device import select_device
-from pipeline.params import load_params
+from pipeline.data.layouts import read_splits
 from pipeline.training.loss_log import write_loss_log
+from stages._start import start_stage
 
-
-def pretrain(model, split, tokenizer, size, p, mean, std):
-    rows = list(iter_index(split.index))
-    image_dir = Path(split.image_dir)
-    decoded = DecodedCache()  # ~4 epochs of the world's images: each decoded once
-
-    def read(i: int) -> tuple[np.ndarray]:
-        return (read_rgb(image_dir / rows[i].file_name, size),)
-
-    def load_batch(idx, caps):
-        imgs = np.stack([decoded.get(i, read)[0] for i in idx])
-        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
-        return probe.normalize(x, mean, std), tokenizer([rows[i].captions[c]
-                                                          for i, c in zip(idx, caps)])
-
-    bar = tqdm(total=p.steps, desc="pretrain CLIP", unit="step", mininterval=2)
-
-    def on_step(log):
-        bar.update(1)
-        bar.set_postfix(loss=f"{log.loss:.3f}", refresh=False)
-
-    batches = caption_batches(len(rows), lambda i: len(rows[i].captions), p.batch_size,
-                              p.steps, p.seed)
-    logs = train_clip(model, load_batch, batches, p.steps, p.lr, p.weight_decay,
-                      p.warmup_steps, on_step)
-    bar.close()
-    return logs
+PATHS = ("--index", "--out", "--metrics", "--loss-csv", "--loss-png")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--params", "--index", "--out", "--metrics", "--loss-csv", "--loss-png"):
-        ap.add_argument(flag, type=Path, required=True)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    p = params.clip
-    device = select_device(params.compute.device)  # one process: no torchrun here
-    torch.manual_seed(p.seed)
-    torch.set_num_threads(p.threads)
+    run = start_stage("stages.base_clip", __doc__, argv, PATHS, "clip", networks=True)
+    args, p = run.args, run.params.clip  # one process: no torchrun here
     splits = read_splits(args.index / "splits.json")
     cfg = model_config(p.arch)
-    model = create_clip(p.arch, p.pretrained).to(device)  # initialised on the CPU: same weights
-    tokenizer = tokenizer_for(p.arch)
-    size = cfg["vision_cfg"]["image_size"]
-    mean, std = pixel_stats(model)
-    t0 = time.time()
-    logs = []
+    model = create_base_clip(p.arch, p.pretrained, run.device)
+    tokenizer, size, (mean, std) = tokenizer_for(p.arch), cfg["vision_cfg"]["image_size"], \
+        pixel_stats(model)
+    t0, logs = time.time(), []
     if not p.pretrained:
-        logs = pretrain(model, splits["train"], tokenizer, size, p, mean, std)
+        with tqdm(total=p.steps, desc="pretrain CLIP", unit="step", mininterval=2) as bar:
+            logs = pretrain_on_captions(model, splits["train"], tokenizer, size, p, mean, std,
+                                        lambda log: bar.update(1) or bar.set_postfix(
+                                            loss=f"{log.loss:.3f}", refresh=False))
     train_seconds = time.time() - t0
     model.eval()
     print("probing masked-crop zero-shot accuracy ...")

@@ -11,21 +11,18 @@ bytes never change, so a valid params change re-runs only the stages that read i
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from pipeline.data.files import staged_outputs
 from pipeline.params import ParamsError, load_params
 from pipeline.params.checks import check_across_sections, real_data_warnings
+from stages._start import stage_arguments
 
 MARKER = b"params.yaml passed pipeline/params/schema.py and pipeline/params/checks.py\n"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
+    args = stage_arguments(__doc__, argv, ("--params", "--out"))  # params: loaded below
     try:
         params = load_params(args.params)
         check_across_sections(params)

@@ -31,46 +31,31 @@ under eval.root, by its name or an ov-seg / SAN alias (pipeline/data/eval_datase
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
 from tqdm import tqdm
 
 from pipeline.data.eval_datasets import canonical_eval_name
 from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
-from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import hand_over_to_torchrun
-from pipeline.distributed.process_group import gather_to_main, sum_over_ranks
-from pipeline.params import load_params
-from pipeline.segment.bottleneck import BOTTLENECK_VARIANTS
-from pipeline.segment.evaluation import (
-    VARIANTS,
-    confusion_by_variant,
-    lambda_sweep_csv,
-    lambda_sweep_rows,
-    resolve_dataset,
-    variant_scores,
+from pipeline.segment.eval_report import (
+    evaluation_report,
+    lambda_sweep_report,
+    merge_ranks,
+    report_files,
+    score_lines,
 )
+from pipeline.segment.evaluation import confusion_by_variant, resolve_dataset
 from pipeline.segment.segmenter import load_segmenter
-from pipeline.segment.view import class_iou_png, lambda_sweep_png, prediction_panels_png
+from stages._start import start_stage
+
+PATHS = ("--index", "--proposals", "--base-clip", "--adapted", "--text-cache", "--metrics",
+         "--iou-png", "--predictions-png", "--lambda-json", "--lambda-csv", "--lambda-png")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True)
-    for flag in ("--params", "--index", "--proposals", "--base-clip", "--adapted",
-                 "--text-cache", "--metrics", "--iou-png", "--predictions-png", "--lambda-json",
-                 "--lambda-csv", "--lambda-png"):
-        ap.add_argument(flag, type=Path, required=True)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    hand_over_to_torchrun("stages.evaluate", argv, params.compute)
-    p = params.eval
-    torch.set_num_threads(p.threads)
-    device, ddp = start_ranks(params.compute.device)
+    run = start_stage("stages.evaluate", __doc__, argv, PATHS, "eval", torchrun=True,
+                      networks=True,
+                      options=lambda ap: ap.add_argument("--dataset", required=True))
+    args, params, p, ddp = run.args, run.params, run.params.eval, run.ddp
     try:
         ds = resolve_dataset(args.dataset, p.root, read_splits(args.index / "splits.json"),
                              params.data.bad_items)
@@ -85,52 +70,28 @@ def main(argv=None) -> None:
                                short_side=params.proposals.short_side,
                                size_divisor=params.proposals.size_divisor,
                                mask_threshold=threshold, ensemble_lambda=lam, fill=p.fill,
-                               batch_size=p.batch_size, device=device)
-    bar = tqdm(total=len(ds.rows), desc=f"evaluate {args.dataset}", unit="image",
-               mininterval=2, disable=not ddp.main)
-    conf, swept, panels = confusion_by_variant(segmenter, ds, p.images_per_batch,
-                                               p.short_side, p.overlays, bar.update,
-                                               tuple(p.lambda_sweep), p.bottleneck,
-                                               ddp.rank, ddp.world)
-    bar.close()
-    # Exact integer sums over the ranks' shares; the overlays are the first images overall.
-    conf = {v: sum_over_ranks(ddp, m, device) for v, m in conf.items()}
-    swept = {lam: sum_over_ranks(ddp, m, device) for lam, m in swept.items()}
-    panels = [q for share in gather_to_main(ddp, panels) for q in share][:p.overlays]
+                               batch_size=p.batch_size, device=run.device)
+    with tqdm(total=len(ds.rows), desc=f"evaluate {args.dataset}", unit="image",
+              mininterval=2, disable=not ddp.main) as bar:
+        passes = confusion_by_variant(segmenter, ds, p.images_per_batch, p.short_side,
+                                      p.overlays, bar.update, tuple(p.lambda_sweep),
+                                      p.bottleneck, ddp.rank, ddp.world)
+    conf, swept, panels = merge_ranks(ddp, *passes, run.device, p.overlays)
     if not ddp.main:
         return
-    names = list(ds.classes.names)
-    report = {"dataset": args.dataset, "images": len(ds.rows), "classes": len(names),
-              "seen_classes": int(sum(ds.seen)), "ensemble_lambda": lam,
-              "mask_threshold": threshold, "short_side": p.short_side,
-              **variant_scores(conf, ds)}
-    if ds.data_check is not None:  # a real set: what its item check left out
-        report["data_check"] = ds.data_check
-    ens = report["ensemble"]
-    iou_png = class_iou_png(
-        names, list(ens["per_class_iou"].values()), ds.seen,
-        f"{args.dataset}: ensemble mIoU {ens['miou_d2_legacy']:.3f} (detectron2 <= 0.6)")
-    predictions_png = prediction_panels_png(panels, names, ds.ignore_label) if panels else None
-    rows = lambda_sweep_rows(swept, ds)
-    best = max(rows, key=lambda r: r["miou_d2_legacy"] or 0.0, default=None)
-    sweep = {"dataset": args.dataset, "ensemble_lambda": lam, "mask_threshold": threshold,
-             "best": best, "rows": rows}
+    report = evaluation_report(args.dataset, ds, conf, lam, threshold, p.short_side)
+    sweep = lambda_sweep_report(args.dataset, ds, swept, lam, threshold)
+    files = report_files(report, sweep, ds, panels)
     with staged_outputs(args.metrics, args.iou_png, args.predictions_png, args.lambda_json,
                         args.lambda_csv, args.lambda_png) as staged:
-        metrics_path, iou_path, predictions_path, *sweep_paths = staged
+        metrics_path, iou_path, predictions_path, sweep_json, sweep_csv, sweep_png = staged
         write_json(metrics_path, report)
-        atomic_write_bytes(iou_path, iou_png)
-        write_json(sweep_paths[0], sweep)
-        atomic_write_bytes(sweep_paths[1], lambda_sweep_csv(rows))
-        atomic_write_bytes(sweep_paths[2], lambda_sweep_png(
-            rows, lam, f"{args.dataset}: ensemble mIoU against λ"))
-        if predictions_png is not None:  # no overlays asked for: the old picture stays
-            atomic_write_bytes(predictions_path, predictions_png)
-    for v in VARIANTS + (BOTTLENECK_VARIANTS if p.bottleneck else ()):
-        s = report[v]
-        print(f"{args.dataset} {v:>10}: mIoU {s['miou_d2_legacy']:.3f} (gt-only {s['miou']:.3f})"
-              f", seen {s['seen']['miou_d2_legacy'] or 0:.3f}, unseen "
-              f"{s['unseen']['miou_d2_legacy'] or 0:.3f}, pixel acc {s['pixel_accuracy']:.3f}")
+        write_json(sweep_json, sweep)
+        for path, key in ((iou_path, "iou_png"), (sweep_csv, "lambda_csv"),
+                          (sweep_png, "lambda_png"), (predictions_path, "predictions_png")):
+            if key in files:  # no overlays asked for: the old predictions picture stays
+                atomic_write_bytes(path, files[key])
+    print("\n".join(score_lines(report, p.bottleneck)))
 
 
 if __name__ == "__main__":

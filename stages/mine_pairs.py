@@ -17,104 +17,62 @@ every way. The nouns' text features are computed once, by rank 0, into --text-ca
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
-
-import torch
-from tqdm import tqdm
 
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
-from pipeline.data.class_lists import load_class_list
-from pipeline.data.files import json_bytes, staged_outputs, write_json
+from pipeline.data.digests import fingerprint, input_digest
+from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
-from pipeline.distributed.chunks import Chunks, ChunkStore, fingerprint, input_digest
-from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import hand_over_to_torchrun
+from pipeline.distributed.chunks import Chunks, ChunkStore
 from pipeline.distributed.process_group import barrier, main_first
-from pipeline.mining.mine import (
-    caption_nouns,
-    class_names_with_synonyms,
-    merge_pair_chunks,
-    mine_pairs,
-    mining_metrics,
-    write_pairs,
-)
+from pipeline.mining.mine import mine_pairs, mining_metrics, mining_vocabulary
 from pipeline.mining.nltk_setup import INSTALL_HELP, wordnet_reader
 from pipeline.mining.nouns import NounExtractor, perceptron_tagger
-from pipeline.mining.pairs import lemma_classes
-from pipeline.params import load_params, to_dict
+from pipeline.mining.pair_files import merge_chunk_folders, write_pair_chunk, write_pairs
+from pipeline.params import to_dict
+from stages._start import bars, start_stage
 
-PAIRS_FILE, COUNTS_FILE = "pairs.parquet", "counts.json"
-
-
-def progress(rows, desc: str):
-    return tqdm(rows, desc=desc, unit="image", mininterval=2)
-
-
-def chunk_progress(chunks, desc: str):
-    return tqdm(chunks, desc=desc, unit="chunk", mininterval=2)
-
-
-def quiet(rows, desc: str):
-    return rows
+PATHS = ("--index", "--proposals", "--clip", "--text-cache", "--out", "--metrics")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("--params", "--index", "--proposals", "--clip", "--text-cache", "--out",
-                 "--metrics"):
-        ap.add_argument(flag, type=Path, required=True)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    hand_over_to_torchrun("stages.mine_pairs", argv, params.compute)
-    p = params.mine
-    torch.set_num_threads(p.threads)
-    device, ddp = start_ranks(params.compute.device)
+    run = start_stage("stages.mine_pairs", __doc__, argv, PATHS, "mine", torchrun=True,
+                      networks=True)
+    args, params, p, ddp = run.args, run.params, run.params.mine, run.ddp
     wordnet = wordnet_reader()
     if wordnet is None:
         raise SystemExit(f"mine_pairs needs WordNet. {INSTALL_HELP}")
     extractor = NounExtractor(wordnet, perceptron_tagger())
     splits = read_splits(args.index / "splits.json")
-    train = splits["train"]
-    train_names = list(load_class_list(train.classes).names)
-    lemma_to_class = lemma_classes(class_names_with_synonyms(splits, train_names),
-                                   extractor.extract)
-    rows = list(iter_index(train.index))
+    rows = list(iter_index(splits["train"].index))
     rows = rows[:p.max_images] if p.max_images else rows
     t0 = time.time()
-    # Every rank reads every caption: the vocabulary (and so the text features) is the
-    # whole run's, whichever chunks a rank mines.
-    nouns = caption_nouns(rows, train, p, extractor, train_names,
-                          progress if ddp.main else quiet)
-    lemmas = sorted({lemma for ns in nouns.values() for _, _, lemma in ns})
-    clip = load_clip(args.clip).eval().to(device)
-    text = main_first(ddp, lambda: cached_text_classifier(
-        clip, tokenizer_for(args.clip), lemmas, args.text_cache,
-        TEMPLATE_SETS[params.clip.templates])).to(device)
+    vocab = mining_vocabulary(rows, splits, p, extractor, bars(run, "image"))
+    clip = load_clip(args.clip).eval().to(run.device)
+    text = main_first(ddp, lambda: cached_text_classifier(  # once, not by every rank
+        clip, tokenizer_for(args.clip), vocab.lemmas, args.text_cache,
+        TEMPLATE_SETS[params.clip.templates])).to(run.device)
     chunks = Chunks(len(rows), params.compute.chunk_images)
     proposals = args.proposals if p.masks == "proposals" else None
     store = ChunkStore("mine_pairs", fingerprint(
         params=to_dict(p), templates=params.clip.templates, chunk_images=chunks.size,
-        device=device.type,  # CPU and GPU chunks would mix two numerics
+        device=run.device.type,  # CPU and GPU chunks would mix two numerics
         index=input_digest(args.index), clip=input_digest(args.clip),
         proposals=input_digest(proposals) if proposals else None))
 
-    def mine_chunk(c: int, folder: Path) -> None:
-        columns, checked, correct = mine_pairs(clip, text, lemmas, nouns, lemma_to_class,
-                                               chunks.slice(rows, c), train, p, args.proposals)
-        write_pairs(folder / PAIRS_FILE, columns, p.row_group_size)
-        (folder / COUNTS_FILE).write_bytes(json_bytes({"checked": checked, "correct": correct}))
+    def mine_chunk(c: int, folder) -> None:
+        columns, checked, correct = mine_pairs(
+            clip, text, vocab.lemmas, vocab.nouns, vocab.lemma_to_class,
+            chunks.slice(rows, c), splits["train"], p, args.proposals)
+        write_pair_chunk(folder, columns, checked, correct, p.row_group_size)
 
-    store.run(chunks, ddp.rank, ddp.world, mine_chunk, chunk_progress if ddp.main else None)
+    store.run(chunks, ddp.rank, ddp.world, mine_chunk, bars(run, "chunk"))
     barrier(ddp)
     if not ddp.main:
         return
-    columns, checked, correct = merge_pair_chunks(
-        [store.path(c) / PAIRS_FILE for c in range(chunks.count)],
-        [store.path(c) / COUNTS_FILE for c in range(chunks.count)])
+    columns, checked, correct = merge_chunk_folders([store.path(c)
+                                                     for c in range(chunks.count)])
     metrics = mining_metrics(columns, rows, p, extractor.method, checked, correct,
                              time.time() - t0)
     with staged_outputs(args.out, args.metrics) as (out, metrics_path):
@@ -123,6 +81,7 @@ def main(argv=None) -> None:
     store.clear()
     print(f"{metrics['pairs']} pairs, {metrics['unique_nouns']} unique nouns, mining "
           f"precision {metrics['precision_iou50']['precision']} over {checked} checkable pairs")
+
 
 if __name__ == "__main__":
     main()

@@ -18,32 +18,30 @@ is replaced.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pipeline.data.class_lists import load_class_list
-from pipeline.data.files import json_bytes, staged_outputs, tree_digest
+from pipeline.data.digests import tree_digest
+from pipeline.data.files import json_bytes, staged_outputs
 from pipeline.data.layouts import LayoutError
 from pipeline.data.validate import BadItems
-from pipeline.params import load_params
 from pipeline.prepare.data_sources import (
     FinalPaths,
     prepare_coco,
     prepare_synthetic,
     recorded_params,
 )
+from stages._start import start_stage
 
 WORLD_DIGEST = "world_digest.json"  # in --index: the digest of everything under --world
+PATHS = ("--world", "--index", "--samples", "--check-metrics")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--params", "--world", "--index", "--samples", "--check-metrics"):
-        ap.add_argument(flag, type=Path, required=True)
-    args = ap.parse_args(argv)
-    p = load_params(args.params).data
+    run = start_stage("stages.prepare_data", __doc__, argv, PATHS)
+    args, p = run.args, run.params.data
 
     def bad_items(root: Path) -> BadItems:
         return BadItems(p.bad_items, root, skip_hint="set data.bad_items: skip to leave it "

@@ -20,10 +20,8 @@ same arguments.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-from pathlib import Path
 
 from pipeline.adapt.adapted_model import (
     PROMPTS_FILE,
@@ -32,20 +30,20 @@ from pipeline.adapt.adapted_model import (
     was_finetuned,
     write_manifest,
 )
-from pipeline.adapt.run import tune_phases, write_loss_log
+from pipeline.adapt.run import tune_phases, write_adaptation_loss_log
 from pipeline.clip.mask_prompts import save_prompts
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
 from pipeline.data.files import staged_outputs, write_json
-from stages._adapt_setup import start_adaptation_stage, step_bars
+from stages._start import start_stage, step_bars
+
+PATHS = ("--clip", "--shards", "--text-cache", "--resume", "--out", "--metrics", "--loss-csv",
+         "--loss-png")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--params", "--clip", "--shards", "--text-cache", "--resume", "--out",
-                 "--metrics", "--loss-csv", "--loss-png"):
-        ap.add_argument(flag, type=Path, required=True)
-    args = ap.parse_args(argv)
-    params, device, ddp = start_adaptation_stage(args.params, "stages.prompt_tune", argv)
+    run = start_stage("stages.prompt_tune", __doc__, argv, PATHS, "adapt", torchrun=True,
+                      networks=True)
+    args, params, device, ddp = run.args, run.params, run.device, run.ddp
     ft, mpt = params.ft, params.mpt
     phases = prompt_tune_phases(ft.enabled, mpt.enabled, mpt.order)
     model = load_clip(args.clip)
@@ -70,7 +68,8 @@ def main(argv=None) -> None:
             model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
             save_clip(model.cpu().eval(), model_cfg, out / "clip")
         write_manifest(out, clip_ref, PROMPTS_FILE if prompts is not None else None, meta)
-        write_loss_log(logs, loss_csv, loss_png, f"prompt_tune ({' then '.join(phases) or 'off'})")
+        write_adaptation_loss_log(logs, loss_csv, loss_png,
+                                  f"prompt_tune ({' then '.join(phases) or 'off'})")
         write_json(metrics_path, {**summary, **meta})
     shutil.rmtree(args.resume, ignore_errors=True)  # only now: a failed write can still resume
     print("prompt_tune:", summary if phases else "mpt.enabled is false: no prompts")

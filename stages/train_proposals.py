@@ -13,27 +13,20 @@ and picked up by the next run with the same params. Several processes or GPUs:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
+from pipeline.data.digests import fingerprint
 from pipeline.data.files import staged_outputs
 from pipeline.data.layouts import iter_index, read_splits
-from pipeline.distributed.device import start_ranks
-from pipeline.distributed.launch import hand_over_to_torchrun
-from pipeline.distributed.precision import uses_bf16
 from pipeline.distributed.process_group import main_first
-from pipeline.params import load_params, to_dict
-from pipeline.proposals.backbones import load_backbone_weights
+from pipeline.params import to_dict
 from pipeline.proposals.model import save_proposal_net
-from pipeline.proposals.train import LOSS_COLUMNS, train_proposal_net
+from pipeline.proposals.train import train_proposal_net, write_proposal_loss_log
 from pipeline.proposals.training_setup import (
     batch_loader,
     build_net,
@@ -42,54 +35,27 @@ from pipeline.proposals.training_setup import (
     lr_schedule,
     training_classes,
 )
-from pipeline.training.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.training.loss_log import write_loss_log
+from pipeline.training.checkpoint import resume_training, save_training
+from stages._start import start_stage
 
-
-def save_resume(path: Path, model, optimizer, step: int, logs: list, fingerprint: str) -> None:
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "step": step, "logs": logs, "fingerprint": fingerprint})
-
-
-def write_loss_curve(logs: list[dict], csv_path: Path, png_path: Path) -> None:
-    write_loss_log(csv_path, png_path, logs, LOSS_COLUMNS, ("loss", "ce", "dice"),
-                   "proposal net training loss")
+PATHS = ("--index", "--clip", "--text-cache", "--resume", "--out", "--loss-csv", "--loss-png")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    for flag in ("--params", "--index", "--clip", "--text-cache", "--resume", "--out",
-                 "--loss-csv", "--loss-png"):
-        ap.add_argument(flag, type=Path, required=True)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    hand_over_to_torchrun("stages.train_proposals", argv, params.compute)
-    p = params.proposals
-    device, ddp = start_ranks(params.compute.device)
-    torch.set_num_threads(p.threads)
-    torch.manual_seed(p.seed)
+    run = start_stage("stages.train_proposals", __doc__, argv, PATHS, "proposals",
+                      torchrun=True, networks=True)
+    args, params, p, device, ddp = run.args, run.params, run.params.proposals, run.device, \
+        run.ddp
     split = read_splits(args.index / "splits.json")["train"]
     rows = list(iter_index(split.index))
     names, lut = training_classes(split)
-
-    clip = load_clip(args.clip).eval()
     text = main_first(ddp, lambda: cached_text_classifier(  # once, not by every rank
-        clip, tokenizer_for(args.clip), names, args.text_cache,
+        load_clip(args.clip).eval(), tokenizer_for(args.clip), names, args.text_cache,
         TEMPLATE_SETS[params.clip.templates])).to(device)
-    clip = None  # only its text tower was needed
-    model = build_net(p, text.shape[1])
-    if p.backbone_weights not in ("", "download"):
-        load_backbone_weights(model.backbone, p.backbone_weights)  # ValueError: a bad file
-    model = model.to(device)
+    model = build_net(p, text.shape[1]).to(device)
     optimizer = build_optimizer(model, p)
-    fingerprint = json.dumps({"params": to_dict(p), "classes": names}, sort_keys=True)
-    start, logs = 0, []
-    state = load_checkpoint(args.resume, fingerprint, device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, logs = state["step"], state["logs"]
-    load_batch = batch_loader(rows, split, lut, p, device)
+    run_key = fingerprint(params=to_dict(p), classes=names)
+    start, logs = resume_training(args.resume, model, optimizer, run_key, device)
     bar = tqdm(total=p.steps, initial=start, desc="train proposals", unit="step",
                mininterval=2, disable=not ddp.main)
 
@@ -99,13 +65,12 @@ def main(argv=None) -> None:
         bar.set_postfix(loss=f"{log.loss:.3f}", refresh=False)
         done = log.step + 1
         if ddp.main and done % p.checkpoint_every == 0 and done < p.steps:
-            save_resume(args.resume, model, optimizer, done, logs, fingerprint)
+            save_training(args.resume, model, optimizer, done, logs, run_key)
 
     weights, mask_loss = loss_settings(p)
-    bf16 = uses_bf16(device, p.precision)
-    train_proposal_net(model, load_batch, len(rows), text, weights, optimizer, p.steps,
-                       p.batch_size, lr_schedule(p), p.seed, start, ddp, on_step, mask_loss,
-                       p.grad_clip_norm, torch.bfloat16 if bf16 else None)
+    train_proposal_net(model, batch_loader(rows, split, lut, p, device), len(rows), text,
+                       weights, optimizer, p.steps, p.batch_size, lr_schedule(p), p.seed,
+                       start, ddp, on_step, mask_loss, p.grad_clip_norm, p.precision)
     bar.close()
     if not ddp.main:
         return
@@ -113,7 +78,7 @@ def main(argv=None) -> None:
     with staged_outputs(args.out, args.loss_csv, args.loss_png) as (out, loss_csv, loss_png):
         out.mkdir()
         save_proposal_net(out, model, text, names)
-        write_loss_curve(logs, loss_csv, loss_png)
+        write_proposal_loss_log(logs, loss_csv, loss_png)
     args.resume.unlink(missing_ok=True)  # only now: a failed write can still resume
     print(f"trained {p.steps} steps; final loss {np.mean([r['loss'] for r in logs[-20:]]):.3f}")
 

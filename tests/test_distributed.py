@@ -19,7 +19,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline.data.files import encode_jpeg, encode_png
+from pipeline.data.digests import fingerprint
+from pipeline.data.image_io import encode_jpeg, encode_png
 from pipeline.data.shard_writer import (
     ShardPieces,
     ShardSet,
@@ -28,7 +29,7 @@ from pipeline.data.shard_writer import (
     shard_name,
     shard_of_samples,
 )
-from pipeline.distributed.chunks import Chunks, ChunkStore, fingerprint
+from pipeline.distributed.chunks import Chunks, ChunkStore
 from pipeline.distributed.device import select_device
 from pipeline.distributed.launch import process_count
 from tests.conftest import REPO

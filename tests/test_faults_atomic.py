@@ -185,7 +185,7 @@ def failing_at_call(real, k: int, watched: list[Path], seen: dict):
 # stage -> its resume checkpoint (kept by a failure) and the late call made to fail
 LATE = {
     "base_clip": (None, "write_json", 1),  # the metrics, after the model and loss log
-    "train_proposals": ("data/tmp/train_proposals/last.pt", "write_loss_curve", 1),
+    "train_proposals": ("data/tmp/train_proposals/last.pt", "write_proposal_loss_log", 1),
     "extract_proposals": (None, "write_json", 1),  # the metrics, after every part
     "mine_pairs": (None, "write_json", 1),  # the metrics, after the pairs
     "write_shards": (None, "write_json", 1),  # sizes.json, after every shard
@@ -225,7 +225,7 @@ def test_a_stage_failing_at_its_last_write_changes_nothing(name, tiny, monkeypat
 
 
 def test_tree_digest_follows_every_byte_and_name_not_the_writing_order(tmp_path):
-    from pipeline.data.files import tree_digest
+    from pipeline.data.digests import tree_digest
 
     a, b = tmp_path / "a", tmp_path / "b"
     for root, order in ((a, ("x/1.png", "y.jpg")), (b, ("y.jpg", "x/1.png"))):

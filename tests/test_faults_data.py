@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.data import prepare
+from pipeline.prepare import data_sources as prepare
 from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
 from pipeline.data.layouts import LayoutError
 from pipeline.data.validate import BadItems

@@ -256,13 +256,13 @@ def test_a_corrupt_resume_checkpoint_is_a_one_line_error(tmp_path):
 
 
 def test_a_corrupt_resume_checkpoint_is_discarded_and_training_starts_over(tmp_path, capsys):
-    from pipeline.adapt.run import load_checkpoint as load_adaptation_checkpoint
+    from pipeline.training.checkpoint import resume_training
 
     net = torch.nn.Linear(3, 2)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     for path in checkpoint_kinds(tmp_path):
-        assert load_checkpoint(path, "run", "cpu") is None  # train_proposals: from step 0
-        assert load_adaptation_checkpoint(path, net, optimizer, "run", "cpu") == (0, [])
+        assert load_checkpoint(path, "run", "cpu") is None
+        assert resume_training(path, net, optimizer, "run", "cpu") == (0, [])  # from step 0
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 2 and all(str(path) in line and "starting from step 0" in line
                                      for line in err)

@@ -25,7 +25,8 @@ NOUNS = ["cat", "dog", "bus", "sky", "grass"]
 
 def write_toy_shards(folder, n=40, n_shards=3, size=16, seed=0):
     """n samples: crop colour and mask position vary with the sample number."""
-    from pipeline.data.files import encode_jpeg, encode_png, write_json
+    from pipeline.data.files import write_json
+    from pipeline.data.image_io import encode_jpeg, encode_png
     from pipeline.data.shard_writer import shard_name
 
     rng = np.random.default_rng(seed)

@@ -2,7 +2,7 @@
 import numpy as np
 import webdataset as wds
 
-from pipeline.data.files import encode_jpeg, encode_png
+from pipeline.data.image_io import encode_jpeg, encode_png
 from pipeline.data.shard_writer import ShardSet, sample_key, shard_of_samples
 
 

@@ -7,12 +7,14 @@ import matplotlib
 import pytest
 import torch
 
-from pipeline.data.files import figure_png
+from pipeline.data.figures import figure_png
 from pipeline.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     read_checkpoint,
+    resume_training,
     save_checkpoint,
+    save_training,
 )
 from pipeline.training.loss_log import loss_csv_bytes, write_loss_log
 from pipeline.training.plots import curves_png
@@ -156,3 +158,29 @@ def test_figure_png_is_reproducible_and_closes_the_figure():
     assert b"Software" not in png  # no tool version in the bytes
     assert figure_png(_figure(), dpi=80) == png
     assert struct.unpack(">II", figure_png(_figure(), dpi=90)[16:24]) == (180, 90)
+
+
+def test_a_training_state_resumes_its_weights_optimizer_step_and_log(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    net[0].bias.requires_grad_(False)  # frozen: FT and MPT keep most of CLIP so
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    net(torch.randn(5, 3)).sum().backward()
+    opt.step()
+    for trainable_only in (False, True):
+        path = tmp_path / f"{trainable_only}.pt"
+        save_training(path, net, opt, 7, [{"loss": 1.0}], "run", trainable_only)
+        torch.manual_seed(1)
+        fresh = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+        fresh[0].bias.requires_grad_(False)
+        fresh_opt = torch.optim.AdamW([p for p in fresh.parameters() if p.requires_grad])
+        assert resume_training(path, fresh, fresh_opt, "run", "cpu") == (7, [{"loss": 1.0}])
+        assert torch.equal(fresh[0].weight, net[0].weight)
+        # the frozen bias and the BatchNorm statistics travel only in the whole state
+        assert torch.equal(fresh[0].bias, net[0].bias) != trainable_only
+        assert torch.equal(fresh[1].running_mean, net[1].running_mean) != trainable_only
+        assert fresh_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+        assert resume_training(path, fresh, fresh_opt, "other run", "cpu") == (0, [])
+    with pytest.raises(CheckpointError, match="weights this model does not have"):
+        resume_training(tmp_path / "False.pt", torch.nn.Linear(3, 4),
+                        torch.optim.SGD(torch.nn.Linear(3, 4).parameters(), lr=1), "run", "cpu")

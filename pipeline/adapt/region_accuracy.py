@@ -13,8 +13,10 @@ import torch
 
 from pipeline.clip.mask_classifier import crop_cosines, crops_for_clip
 from pipeline.clip.probe import accuracy_by_group, outline_control, outline_features
-from pipeline.data.class_lists import ClassList
+from pipeline.clip.text_classifier import cached_text_classifier
+from pipeline.data.class_lists import ClassList, load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
+from pipeline.data.layouts import Split, iter_index
 from pipeline.data.segments import label_segments
 
 
@@ -124,3 +126,25 @@ def outline_accuracy(features: torch.Tensor, target: torch.Tensor, image_of: np.
     counts = torch.bincount(remapped[~train], minlength=len(labels))
     return {"accuracy": acc, "classes": len(labels), "chance": 1.0 / len(labels),
             "majority": float(counts.max() / counts.sum()), "n_test": int((~train).sum())}
+
+
+def split_region_accuracy(split: Split, models: dict, tokenizer, text_cache: Path, templates,
+                          p, device) -> dict:
+    """`region_accuracy` of {row: (CLIP, prompts or None)} on an evaluation split's
+    ground-truth crops, cut on `device` with the base row's pixel stats; `p` the adapt
+    params section (fill, eval_batch_size, seed)."""
+    classes = load_class_list(split.classes)
+    variants = {row: Variant(m, prompts, cached_text_classifier(m, tokenizer, classes.names,
+                                                                text_cache, templates))
+                for row, (m, prompts) in models.items()}
+    regions = split_regions(iter_index(split.index), Path(split.image_dir),
+                            Path(split.label_dir), split.ignore_label, models["base"][0],
+                            p.fill, device)
+    return region_accuracy(regions, variants, classes, p.eval_batch_size, seed=p.seed)
+
+
+def accuracy_line(name: str, result: dict, rows: list[str]) -> str:
+    return f"{name}: " + ", ".join(
+        f"{row} {result[row]['all']:.3f} (seen {result[row]['seen'] or 0:.3f}, unseen "
+        f"{result[row]['unseen'] or 0:.3f})" for row in rows) + \
+        f"; outline-only control {(result['outline_only_control'] or {}).get('accuracy')}"

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from pipeline.clip.mask_classifier import crop_size
 from pipeline.clip.mask_prompts import MaskPrompts
 from pipeline.clip.model import WEIGHTS_NAME, pixel_stats, tokenizer_for
 from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
+from pipeline.data.digests import file_digest, fingerprint
 from pipeline.distributed.process_group import Distributed, main_first
 from pipeline.params import to_dict
 from pipeline.training import checkpoint, loss_log
@@ -76,33 +75,6 @@ def no_progress(desc: str, start: int, total: int):
     yield lambda loss: None
 
 
-def fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def trainable_state(encoder: MaskedCropEncoder) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in encoder.named_parameters() if v.requires_grad}
-
-
-def save_checkpoint(path: Path, encoder, optimizer, step: int, logs: list, tag: str) -> None:
-    checkpoint.save_checkpoint(path, {
-        "trainable": trainable_state(encoder), "optimizer": optimizer.state_dict(),
-        "step": step, "logs": logs, "fingerprint": tag})
-
-
-def load_checkpoint(path: Path, encoder, optimizer, tag: str, device) -> tuple[int, list]:
-    """(start step, logs so far); (0, []) when there is no checkpoint of this run."""
-    state = checkpoint.load_checkpoint(path, tag, device)
-    if state is None:
-        return 0, []
-    params = dict(encoder.named_parameters())
-    with torch.no_grad():
-        for k, v in state["trainable"].items():
-            params[k].copy_(v)
-    optimizer.load_state_dict(state["optimizer"])
-    return state["step"], state["logs"]
-
-
 def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardList,
                    loader: LoaderSettings, text_features: torch.Tensor, nouns: list[str],
                    resume_path: Path, tag: str, checkpoint_every: int, device: torch.device,
@@ -117,7 +89,7 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
     phase = phase or plan.name
     encoder.to(device)
     optimizer = adaptation_optimizer(encoder, plan)
-    start, logs = load_checkpoint(resume_path, encoder, optimizer, tag, device)
+    start, logs = checkpoint.resume_training(resume_path, encoder, optimizer, tag, device)
     dataset = ShardBatches(shards, loader.aug, loader.batch_size, plan.steps, loader.seed,
                            start, ddp.rank, ddp.world, loader.buffer)
     batches = batch_loader(dataset, loader.workers, pin_memory=device.type == "cuda")
@@ -132,13 +104,15 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
             show(log.loss)
             done = log.step + 1
             if ddp.main and done % checkpoint_every == 0 and done < plan.steps:
-                save_checkpoint(resume_path, encoder, optimizer, done, logs, tag)
+                checkpoint.save_training(resume_path, encoder, optimizer, done, logs, tag,
+                                         trainable_only=True)
 
         train_adaptation(encoder, batches, text_features.to(device), noun_index, optimizer,
                          plan, start, ddp, precision, on_step)
     timing = Timing(ran, perf_counter() - t0)
     if keep_final and ddp.main and start < plan.steps:
-        save_checkpoint(resume_path, encoder, optimizer, plan.steps, logs, tag)
+        checkpoint.save_training(resume_path, encoder, optimizer, plan.steps, logs, tag,
+                                 trainable_only=True)
     return logs, timing
 
 
@@ -159,7 +133,8 @@ def final_loss(logs: list[dict], last: int = 10) -> float:
     return round(sum(r["loss"] for r in tail) / len(tail), 4)
 
 
-def write_loss_log(logs: list[dict], csv_path: Path, png_path: Path, title: str) -> None:
+def write_adaptation_loss_log(logs: list[dict], csv_path: Path, png_path: Path,
+                               title: str) -> None:
     """The loss and learning-rate curve as CSV (a DVC plot) and PNG. Steps count on across
     phases of a two-phase run."""
     rows = [{**r, "step": i} for i, r in enumerate(logs)]
@@ -189,14 +164,6 @@ def loader_settings(p, model, batch_size: int) -> LoaderSettings:
     aug = Augment(crop_size(model), (p.scale_min, p.scale_max), fill=p.fill,
                   mean=tuple(mean.tolist()), std=tuple(std.tolist()))
     return LoaderSettings(aug, batch_size, p.seed, p.workers, p.shuffle_buffer)
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def inputs_digest(clip_dir: Path, shards: ShardList) -> dict:
@@ -238,8 +205,8 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
     logs, summary = [], {"phases": [], "nouns": len(nouns)}
     for k, phase in enumerate(phases):
         plan, batch_size, every = phase_plan(phase, ft, mpt, shards.samples)
-        tag = fingerprint({"phases": phases[:k + 1], "mpt": to_dict(mpt),
-                           "ft": to_dict(ft), "adapt": to_dict(a), "inputs": inputs})
+        tag = fingerprint(phases=phases[:k + 1], mpt=to_dict(mpt), ft=to_dict(ft),
+                          adapt=to_dict(a), inputs=inputs)
         phase_logs, timing = run_adaptation(
             encoder, plan, shards, loader_settings(a, model, batch_size), text, nouns,
             resume_dir / f"{k}-{phase}.pt", tag, every, device, ddp, a.precision, phase=phase,
@@ -249,3 +216,23 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
     if logs:
         summary["final_loss"] = final_loss(logs)
     return encoder.prompts, logs, summary
+
+
+def finetune_phase(model, params, shards_dir: Path, clip_dir: Path, resume_path: Path,
+                   text_cache: Path, device, ddp, progress=no_progress
+                   ) -> tuple[list[dict], dict]:
+    """FT (OVSeg §3.3): `model`'s image tower trained in place on the shards' (masked crop,
+    noun) pairs, resumable from `resume_path`. Returns the step log and a summary."""
+    ft, mpt, a = params.ft, params.mpt, params.adapt
+    shards = ShardList.from_dir(shards_dir)
+    nouns, text = main_first(ddp, lambda: noun_text_features(  # once, not by every rank
+        model, tokenizer_for(clip_dir), shards, text_cache, params.clip.templates))
+    plan, batch_size, every = phase_plan("ft", ft, mpt, shards.samples)
+    tag = fingerprint(stage="finetune", ft=to_dict(ft), adapt=to_dict(a),
+                      inputs=inputs_digest(clip_dir, shards))
+    logs, timing = run_adaptation(MaskedCropEncoder(model), plan, shards,
+                                  loader_settings(a, model, batch_size), text, nouns,
+                                  resume_path, tag, every, device, ddp, a.precision,
+                                  phase="ft", progress=progress)
+    return logs, {**run_summary(plan, batch_size, timing), "nouns": len(nouns),
+                  "first_loss": round(logs[0]["loss"], 4), "final_loss": final_loss(logs)}

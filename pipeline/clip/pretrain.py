@@ -6,11 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from open_clip.loss import ClipLoss
 
+from pipeline.clip.masked_crops import normalize
+from pipeline.clip.model import create_clip
+from pipeline.data.decoded_cache import DecodedCache
+from pipeline.data.image_io import read_rgb
+from pipeline.data.layouts import Split, iter_index
 from pipeline.distributed.precision import autocast
 from pipeline.training.schedules import cosine_lr
 
@@ -100,3 +106,34 @@ def train_clip(
         on_step(log)
     model.eval()
     return logs
+
+
+def create_base_clip(arch: str, pretrained: str, device) -> torch.nn.Module:
+    """The CLIP to start from, on `device`; initialised on the CPU, so a seeded run has the
+    same initial weights on any device."""
+    return create_clip(arch, pretrained).to(device)
+
+
+def pretrain_on_captions(model: torch.nn.Module, split: Split, tokenizer, size: int, p,
+                         mean: torch.Tensor, std: torch.Tensor,
+                         on_step: Callable[[StepLog], None] = lambda log: None) -> list[StepLog]:
+    """`train_clip` on the images of `split` at `size` and one random caption each per
+    epoch (`p`: the clip params section). Each image is decoded once (the world's ~4 epochs
+    of 300 steps would decode it 4 times)."""
+    rows = list(iter_index(split.index))
+    image_dir = Path(split.image_dir)
+    decoded = DecodedCache()
+
+    def read(i: int) -> tuple[np.ndarray]:
+        return (read_rgb(image_dir / rows[i].file_name, size),)
+
+    def load_batch(idx, caps):
+        imgs = np.stack([decoded.get(i, read)[0] for i in idx])  # (B, S, S, 3) uint8
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+        return normalize(x, mean, std), tokenizer([rows[i].captions[c]
+                                                   for i, c in zip(idx, caps)])
+
+    batches = caption_batches(len(rows), lambda i: len(rows[i].captions), p.batch_size,
+                              p.steps, p.seed)
+    return train_clip(model, load_batch, batches, p.steps, p.lr, p.weight_decay,
+                      p.warmup_steps, on_step)

@@ -4,15 +4,10 @@ behind, and so that the same content always gives the same bytes."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import os
 import shutil
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 
 def remove_path(path: Path) -> None:
@@ -88,40 +83,3 @@ def json_bytes(obj) -> bytes:
 
 def write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, json_bytes(obj))
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=0)
-    return buf.getvalue()
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", optimize=False, compress_level=6)
-    return buf.getvalue()
-
-
-def figure_png(fig, dpi: int) -> bytes:
-    """PNG bytes of a matplotlib figure, which is then closed. No Software/date metadata:
-    the same figure gives the same bytes, so re-running a stage leaves its pictures alone."""
-    import matplotlib.pyplot as plt  # here, not at the top: most users of this module draw nothing
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def tree_digest(root: str | Path) -> dict:
-    """{"files", "bytes", "sha256"} of every file under `root`: SHA-256 over the sorted
-    relative paths and contents, so it changes whenever any byte or name does."""
-    root = Path(root)
-    h, files, size = hashlib.sha256(), 0, 0
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        rel = path.relative_to(root).as_posix().encode()
-        h.update(len(rel).to_bytes(8, "little") + rel + len(data).to_bytes(8, "little"))
-        h.update(data)
-        files, size = files + 1, size + len(data)
-    return {"files": files, "bytes": size, "sha256": h.hexdigest()}

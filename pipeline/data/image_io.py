@@ -1,8 +1,10 @@
 """Read dataset images and label maps as numpy arrays, and users' own images (any file
-name on a command line) with a one-line reason when one cannot be read."""
+name on a command line) with a one-line reason when one cannot be read; encode arrays as
+JPEG and PNG bytes (the same array, the same bytes)."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -102,3 +104,17 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return labels
     h, w = size
     return np.asarray(Image.fromarray(labels).resize((w, h), Image.NEAREST))
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:
+    """(H, W, 3) uint8 -> JPEG bytes, no chroma subsampling."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """(H, W) or (H, W, 3) uint8 -> PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()

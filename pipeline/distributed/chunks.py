@@ -14,12 +14,11 @@ order. So one process, eight, or a run killed twice give the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.data.files import json_bytes, remove_path, tree_digest
+from pipeline.data.files import remove_path
 
 WORK_ROOT = Path("data/tmp")  # beside train_proposals' and finetune's resume checkpoints
 
@@ -45,19 +44,6 @@ class Chunks:
     def owned(self, rank: int, world: int) -> range:
         """The chunks rank `rank` of `world` computes: a contiguous run, nearly equal."""
         return range(self.count * rank // world, self.count * (rank + 1) // world)
-
-
-def fingerprint(**parts) -> str:
-    """A short hash of what a stage's chunks depend on (params, input digests, the chunking)."""
-    return hashlib.sha256(json_bytes(parts)).hexdigest()[:16]
-
-
-def input_digest(path: str | Path) -> str:
-    """SHA-256 of a file's or folder's names and bytes, for a fingerprint."""
-    path = Path(path)
-    if path.is_dir():
-        return tree_digest(path)["sha256"]
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class ChunkStore:

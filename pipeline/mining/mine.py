@@ -8,13 +8,11 @@ noun's text embedding. The pair arithmetic is in `pairs`.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
@@ -26,7 +24,7 @@ from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
 from pipeline.data.read_ahead import read_ahead
 from pipeline.distributed.precision import autocast
-from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, mask_iou_single
+from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, lemma_classes, mask_iou_single
 from pipeline.params import MineParams
 
 # Images decoded ahead of CLIP on a GPU: at 640x480 with 100 proposals an image's masks are
@@ -70,6 +68,27 @@ def caption_nouns(rows, split: Split, p: MineParams, extractor, train_names: lis
         nouns[row.image_id] = image_nouns(row, p, extractor, train_names, labels,
                                           split.ignore_label)
     return nouns
+
+
+@dataclass
+class Vocabulary:
+    """What a mining run pairs: each image's nouns, their sorted lemmas (one text feature
+    each) and the lemma -> training class map that checks pairs against the labels."""
+
+    nouns: dict[int, list[tuple[int, str, str]]]
+    lemmas: list[str]
+    lemma_to_class: dict[str, int]
+
+
+def mining_vocabulary(rows, splits: dict[str, Split], p: MineParams, extractor,
+                      progress=_quiet) -> Vocabulary:
+    """Every row's nouns: the whole run's vocabulary, whichever chunks a rank mines."""
+    train = splits["train"]
+    train_names = list(load_class_list(train.classes).names)
+    nouns = caption_nouns(rows, train, p, extractor, train_names, progress)
+    return Vocabulary(nouns, sorted({lemma for ns in nouns.values() for _, _, lemma in ns}),
+                      lemma_classes(class_names_with_synonyms(splits, train_names),
+                                    extractor.extract))
 
 
 def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_to_class: dict,
@@ -139,29 +158,6 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
             flush()
     flush()
     return columns, checked, correct
-
-
-def merge_pair_chunks(pair_files: list[Path], count_files: list[Path]
-                      ) -> tuple[dict[str, list], int, int]:
-    """The PAIR_SCHEMA columns of the chunks' pair files, in chunk order, and their summed
-    checked and correct pair counts (each chunk's counts.json)."""
-    columns = {name: [] for name in PAIR_SCHEMA.names}
-    checked = correct = 0
-    for pairs, counts in zip(pair_files, count_files):
-        for name, values in pq.read_table(pairs).to_pydict().items():
-            columns[name].extend(values)
-        c = json.loads(Path(counts).read_text())
-        checked, correct = checked + c["checked"], correct + c["correct"]
-    return columns, checked, correct
-
-
-def write_pairs(path: Path, columns: dict[str, list], row_group_size: int) -> None:
-    """The pairs parquet, written to a temporary sibling and renamed into place."""
-    path = Path(path)
-    table = pa.table(columns, schema=PAIR_SCHEMA)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
-    tmp.replace(path)
 
 
 def mining_metrics(columns: dict[str, list], rows, p: MineParams, noun_method: str,

@@ -14,7 +14,12 @@ import torch
 
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
-from pipeline.data.proposal_table import ImageProposals, gt_proposals
+from pipeline.data.proposal_table import (
+    ImageProposals,
+    ProposalWriter,
+    gt_proposals,
+    proposals_for_rows,
+)
 from pipeline.data.segments import label_segments
 from pipeline.distributed.precision import autocast
 from pipeline.params import ProposalParams
@@ -95,4 +100,21 @@ def split_recall(split: Split, rows, seen: tuple[bool, ...], net, text, p: Propo
     for row, props in iter_split_proposals(split, rows, net, text, p, split.name, progress):
         recall_counts(split, row, props.masks, seen, counts)
         n_props.append(len(props.masks))
+    return summarize(counts, n_props)
+
+
+def write_proposal_chunk(path: Path, split: Split, rows, net, text, p: ProposalParams) -> int:
+    """The proposals of `rows` (one chunk of images) as one parquet file; its row count."""
+    with ProposalWriter(path, p.row_group_size) as writer:
+        for _, props in iter_split_proposals(split, rows, net, text, p, ""):
+            writer.add(props)
+    return writer.rows
+
+
+def written_recall(split: Split, rows, proposals_dir: Path, seen) -> dict:
+    """Recall of the written proposals of `rows` (read back from the parquet parts)."""
+    counts, n_props = {}, []
+    for row, masks in zip(rows, proposals_for_rows(rows, proposals_dir)):
+        recall_counts(split, row, masks, seen, counts)
+        n_props.append(len(masks))
     return summarize(counts, n_props)

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 
 from pipeline.distributed.data_parallel import data_parallel
+from pipeline.distributed.precision import autocast
 from pipeline.distributed.process_group import Distributed
 from pipeline.proposals.loss import FOCAL, LossWeights, MaskLoss, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
+from pipeline.training.loss_log import write_loss_log
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -57,13 +59,14 @@ def train_proposal_net(
     on_step: Callable[[ProposalStepLog], None] = lambda log: None,
     mask_loss: MaskLoss = FOCAL,
     grad_clip_norm: float = 0.0,
-    autocast_dtype: torch.dtype | None = None,
+    precision: str = "fp32",
 ) -> None:
     """Train from `start_step` to `steps`. `load_batch(indices, step)` -> images
     (B, 3, S, S) in [0, 1] on the model's device and targets (see `loss.layer_loss`).
     `lr_at(step)` is the base lr of a step; a param group's "lr_scale" (default 1)
-    multiplies it. Under DDP each
-    process takes every world-th image of the global batch."""
+    multiplies it. Under DDP each process takes every world-th image of the global batch.
+    The net runs in `precision` (pipeline/distributed/precision.py); the loss and the
+    matching in float32."""
     ddp = ddp or Distributed()
     net = data_parallel(model, ddp)  # SyncBatchNorm on GPUs: small_cnn's BN is live
     model.train()
@@ -74,8 +77,7 @@ def train_proposal_net(
         for group in optimizer.param_groups:
             group["lr"] = cur_lr * group.get("lr_scale", 1.0)
         # bf16 for the network; the loss and matching cast to float32 (loss.layer_loss)
-        with torch.autocast(images.device.type, dtype=autocast_dtype or torch.float32,
-                            enabled=autocast_dtype is not None):
+        with autocast(images.device, precision):
             outputs = net(images)
         loss, parts = set_loss(outputs, lambda qt: class_logits(
             qt.float(), text, model.no_object, model.cfg.temperature), targets, weights,
@@ -87,3 +89,9 @@ def train_proposal_net(
         optimizer.step()
         on_step(ProposalStepLog(step, float(loss.detach()), parts["ce"], parts["mask"],
                                 parts["dice"], cur_lr))
+
+
+def write_proposal_loss_log(logs: list[dict], csv_path, png_path) -> None:
+    """metrics/proposals_loss.{csv,png}: the loss and its CE and dice parts per step."""
+    write_loss_log(csv_path, png_path, logs, LOSS_COLUMNS, ("loss", "ce", "dice"),
+                   "proposal net training loss")

@@ -19,6 +19,7 @@ from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.params import ProposalParams
 from pipeline.proposals.augment import augment
+from pipeline.proposals.backbones import load_backbone_weights
 from pipeline.proposals.loss import LossWeights, MaskLoss, segment_targets
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig
 from pipeline.training.schedules import cosine_lr, poly_lr
@@ -33,9 +34,12 @@ def net_config(p: ProposalParams, text_dim: int) -> ProposalNetConfig:
 
 
 def build_net(p: ProposalParams, text_dim: int) -> ProposalNet:
-    """A new net; its backbone downloaded when `proposals.backbone_weights` is "download"."""
-    return ProposalNet(net_config(p, text_dim),
-                       pretrained_backbone=p.backbone_weights == "download")
+    """A new net; its backbone downloaded when `proposals.backbone_weights` is "download",
+    read from that file when it names one (ValueError for a file that does not fit)."""
+    net = ProposalNet(net_config(p, text_dim), pretrained_backbone=p.backbone_weights == "download")
+    if p.backbone_weights not in ("", "download"):
+        load_backbone_weights(net.backbone, p.backbone_weights)
+    return net
 
 
 NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)

@@ -102,8 +102,7 @@ def segment_file(segmenter, path: str, names: list[str], out: Path, variant: str
     import numpy as np
     import torch
 
-    from pipeline.data.files import encode_png
-    from pipeline.data.image_io import read_rgb_within, resize_labels
+    from pipeline.data.image_io import encode_png, read_rgb_within, resize_labels
     from pipeline.segment.view import segmentation_png
 
     image, full_size = read_rgb_within(path, max_pixels)  # (h, w, 3) within the bound

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from pipeline.data.files import figure_png  # noqa: E402
+from pipeline.data.figures import figure_png  # noqa: E402
 
 
 def palette(n: int) -> np.ndarray:

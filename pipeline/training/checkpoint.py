@@ -88,3 +88,28 @@ def load_checkpoint(path: str | Path, fingerprint: str, device) -> dict | None:
         return None
     print(f"resuming from step {state['step']} ({path})")
     return state
+
+
+def save_training(path: str | Path, model: torch.nn.Module, optimizer, step: int, logs: list,
+                  fingerprint: str, trainable_only: bool = False) -> None:
+    """A resumable training state at `path`: the model's weights (its whole state, or with
+    `trainable_only` the parameters that train: FT and MPT leave most of CLIP frozen), the
+    optimizer's state, the steps done and the log so far."""
+    weights = ({k: v.detach().cpu() for k, v in model.named_parameters() if v.requires_grad}
+               if trainable_only else model.state_dict())
+    save_checkpoint(path, {"model": weights, "optimizer": optimizer.state_dict(),
+                           "step": step, "logs": logs, "fingerprint": fingerprint})
+
+
+def resume_training(path: str | Path, model: torch.nn.Module, optimizer, fingerprint: str,
+                    device) -> tuple[int, list]:
+    """(steps done, log so far) of this run's checkpoint at `path`, its weights and
+    optimizer state loaded into `model` and `optimizer`; (0, []) when there is none."""
+    state = load_checkpoint(path, fingerprint, device)
+    if state is None:
+        return 0, []
+    unexpected = model.load_state_dict(state["model"], strict=False).unexpected_keys
+    if unexpected:
+        raise CheckpointError(f"{path} holds weights this model does not have: {unexpected[:3]}")
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"], state["logs"]

@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pipeline.data.files import figure_png  # noqa: E402
+from pipeline.data.figures import figure_png  # noqa: E402
 
 
 def curves_png(x, curves: dict[str, list[float]], xlabel: str, title: str) -> bytes:

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.class_lists import ClassList
-from pipeline.data.files import encode_jpeg, encode_png, json_bytes
+from pipeline.data.files import json_bytes
+from pipeline.data.image_io import encode_jpeg, encode_png
 from pipeline.world.captions import caption_scene
 from pipeline.world.classes import (
     EVAL_VOCABS,

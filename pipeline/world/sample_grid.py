@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.data.files import figure_png  # noqa: E402
+from pipeline.data.figures import figure_png  # noqa: E402
 
 
 def sample_grid_png(images: list[np.ndarray], captions: list[list[str]], cols: int = 4,

@@ -1,0 +1,76 @@
+"""What evaluate@<set> writes, from the confusion matrices of one pass: the report
+(metrics/eval/<set>.json), the λ sweep beside it, their pictures and the lines printed.
+Under torchrun each rank's matrices are summed exactly first (`merge_ranks`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.distributed.process_group import Distributed, gather_to_main, sum_over_ranks
+from pipeline.segment.bottleneck import BOTTLENECK_VARIANTS
+from pipeline.segment.evaluation import (
+    VARIANTS,
+    EvalSet,
+    lambda_sweep_csv,
+    lambda_sweep_rows,
+    variant_scores,
+)
+from pipeline.segment.view import class_iou_png, lambda_sweep_png, prediction_panels_png
+
+
+def merge_ranks(ddp: Distributed, conf: dict, swept: dict, panels: list, device,
+                overlays: int) -> tuple[dict, dict, list]:
+    """Exact integer sums of every rank's confusion matrices (per variant, per λ), and the
+    first `overlays` overlay panels overall (rank 0 gets them; the others get theirs)."""
+    conf = {v: sum_over_ranks(ddp, m, device) for v, m in conf.items()}
+    swept = {lam: sum_over_ranks(ddp, m, device) for lam, m in swept.items()}
+    panels = [q for share in gather_to_main(ddp, panels) for q in share][:overlays]
+    return conf, swept, panels
+
+
+def evaluation_report(dataset: str, ds: EvalSet, conf: dict[str, np.ndarray], lam: float,
+                      threshold: float, short_side: int) -> dict:
+    report = {"dataset": dataset, "images": len(ds.rows), "classes": len(ds.classes.names),
+              "seen_classes": int(sum(ds.seen)), "ensemble_lambda": lam,
+              "mask_threshold": threshold, "short_side": short_side,
+              **variant_scores(conf, ds)}
+    if ds.data_check is not None:  # a real set: what its item check left out
+        report["data_check"] = ds.data_check
+    return report
+
+
+def lambda_sweep_report(dataset: str, ds: EvalSet, swept: dict[float, np.ndarray],
+                        lam: float, threshold: float) -> dict:
+    """The ensemble's scores at each λ of the sweep, and the best of them."""
+    rows = lambda_sweep_rows(swept, ds)
+    best = max(rows, key=lambda r: r["miou_d2_legacy"] or 0.0, default=None)
+    return {"dataset": dataset, "ensemble_lambda": lam, "mask_threshold": threshold,
+            "best": best, "rows": rows}
+
+
+def report_files(report: dict, sweep: dict, ds: EvalSet, panels: list) -> dict[str, bytes]:
+    """The bytes of the per-class IoU picture ("iou_png"), the λ sweep's CSV and picture
+    ("lambda_csv", "lambda_png") and, when there are overlays, the predictions picture
+    ("predictions_png")."""
+    names, ens, dataset = list(ds.classes.names), report["ensemble"], report["dataset"]
+    out = {"iou_png": class_iou_png(
+               names, list(ens["per_class_iou"].values()), ds.seen,
+               f"{dataset}: ensemble mIoU {ens['miou_d2_legacy']:.3f} (detectron2 <= 0.6)"),
+           "lambda_csv": lambda_sweep_csv(sweep["rows"]),
+           "lambda_png": lambda_sweep_png(sweep["rows"], sweep["ensemble_lambda"],
+                                          f"{dataset}: ensemble mIoU against λ")}
+    if panels:
+        out["predictions_png"] = prediction_panels_png(panels, names, ds.ignore_label)
+    return out
+
+
+def score_lines(report: dict, bottleneck: bool) -> list[str]:
+    """One line per variant: mIoU in both formulas, seen and unseen, pixel accuracy."""
+    out = []
+    for v in VARIANTS + (BOTTLENECK_VARIANTS if bottleneck else ()):
+        s = report[v]
+        out.append(f"{report['dataset']} {v:>10}: mIoU {s['miou_d2_legacy']:.3f} (gt-only "
+                   f"{s['miou']:.3f}), seen {s['seen']['miou_d2_legacy'] or 0:.3f}, unseen "
+                   f"{s['unseen']['miou_d2_legacy'] or 0:.3f}, pixel acc "
+                   f"{s['pixel_accuracy']:.3f}")
+    return out
