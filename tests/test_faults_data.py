@@ -13,10 +13,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.prepare import data_sources as prepare
 from pipeline.data.eval_datasets import EVAL_LAYOUTS, index_eval_dataset
 from pipeline.data.layouts import LayoutError
 from pipeline.data.validate import BadItems
+from pipeline.prepare import data_sources as prepare
 from stages import prepare_data
 from tests.conftest import REPO
 
