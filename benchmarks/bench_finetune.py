@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.adapt.run import noun_text_features
+from pipeline.adapt.phases import noun_text_features
 from pipeline.adapt.shard_loader import Augment, ShardBatches, ShardList, batch_loader
 from pipeline.adapt.train import (
     AdaptPlan,

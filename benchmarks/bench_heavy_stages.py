@@ -23,6 +23,7 @@ each, so ~12M crops to mine; ~5 pairs each to shard), ADE20K-150's 2000 for eval
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -46,11 +47,11 @@ from pipeline.data.proposal_table import (
 )
 from pipeline.data.shard_writer import sample_members
 from pipeline.distributed.precision import autocast
-from pipeline.params import ProposalParams
+from pipeline.params import ProposalParams, parse_params
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, image_proposals, predict_proposals
-from pipeline.proposals.training_setup import net_config
-from pipeline.segment.segmenter import Segmenter
+from pipeline.proposals.training_recipe import net_config
+from pipeline.segment.segmenter import Segmenter, segmenter_settings
 
 H, W, PROPOSALS, CLASSES, COCO_IMAGES, ADE_IMAGES = 480, 640, 100, 150, 118_287, 2000
 # (proposal net setting of bench_proposal_net, its inference short side, CLIP)
@@ -159,7 +160,8 @@ def evaluate_row(b: Bench, name: str) -> list:
     segmenter = Segmenter(net, F.normalize(torch.randn(CLASSES, text_dim, device=device), dim=-1),
                           clip, F.normalize(torch.randn(CLASSES, clip.visual.output_dim,
                                                         device=device), dim=-1),
-                          short_side=short_side, batch_size=PROPOSALS)
+                          **{**dataclasses.asdict(segmenter_settings(parse_params({}))),
+                             "short_side": short_side, "batch_size": PROPOSALS})
     image = torch.rand(3, H, W)
 
     def segment():

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from pipeline.params import ProposalParams
 from pipeline.proposals.model import ProposalNet
-from pipeline.proposals.train import train_proposal_net
-from pipeline.proposals.training_setup import build_optimizer, loss_settings, net_config
+from pipeline.proposals.training_loop import train_proposal_net
+from pipeline.proposals.training_recipe import build_optimizer, loss_settings, net_config
 
 # name -> (ProposalParams overrides, CLIP text width, crop)
 SETTINGS = {

@@ -1,5 +1,5 @@
 """The paper's ablations on the miniature (`make tables`): every experiment of
-pipeline/report/paper_tables.py as a `dvc exp run` on each world seed, then the report.
+pipeline/report/ablations.py as a `dvc exp run` on each world seed, then the report.
 
     python -m reports.paper_tables run [--seeds 0 1 2] [--only default base ...]
     python -m reports.paper_tables render [--exp-show dump.json]
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from pipeline.data.files import atomic_write_bytes, write_json
-from pipeline.report.paper_tables import EXPERIMENTS, table_experiments
+from pipeline.report.ablations import EXPERIMENTS, table_experiments
 from pipeline.report.summary import (
     experiments_in,
     report_markdown,
@@ -45,7 +45,7 @@ HEADER = """# OVSeg's tables on the miniature
 
 Regenerate with `make tables` (every experiment on every seed, then this page) or
 `.venv/bin/python -m reports.paper_tables render` (this page from
-`reports/paper_tables/runs.json`). Experiments: `pipeline/report/paper_tables.py`.
+`reports/paper_tables/runs.json`). Experiments: `pipeline/report/ablations.py`.
 Paper: Swin-B + ViT-L/14, ADE-150 mIoU. Miniature: the embedded world and its 12-block
 CLIP, ensemble mIoU on the world's two evaluation splits unless the row names a variant.
 """

@@ -20,8 +20,8 @@ from __future__ import annotations
 import shutil
 
 from pipeline.adapt.adapted_model import load_adapted, was_finetuned
+from pipeline.adapt.phases import tune_phases
 from pipeline.adapt.region_accuracy import accuracy_line, split_region_accuracy
-from pipeline.adapt.run import tune_phases
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import TEMPLATE_SETS
 from pipeline.data.files import staged_outputs, write_json

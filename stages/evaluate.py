@@ -44,7 +44,7 @@ from pipeline.segment.eval_report import (
     score_lines,
 )
 from pipeline.segment.evaluation import confusion_by_variant, resolve_dataset
-from pipeline.segment.segmenter import load_segmenter
+from pipeline.segment.segmenter import load_segmenter, segmenter_settings
 from stages._start import start_stage
 
 PATHS = ("--index", "--proposals", "--base-clip", "--adapted", "--text-cache", "--metrics",
@@ -63,14 +63,11 @@ def main(argv=None) -> None:
         raise SystemExit(str(e)) from None
     if p.max_images:
         ds.rows = ds.rows[:p.max_images]
-    lam, threshold = p.settings_for(canonical_eval_name(args.dataset))
-    segmenter = load_segmenter(list(ds.classes.names), args.proposals, args.adapted,
-                               args.base_clip, args.text_cache, dtype=p.dtype,
-                               templates=params.clip.templates,
-                               short_side=params.proposals.short_side,
-                               size_divisor=params.proposals.size_divisor,
-                               mask_threshold=threshold, ensemble_lambda=lam, fill=p.fill,
-                               batch_size=p.batch_size, device=run.device)
+    settings = segmenter_settings(params, canonical_eval_name(args.dataset))
+    lam, threshold = settings.ensemble_lambda, settings.mask_threshold
+    segmenter = load_segmenter(list(ds.classes.names), settings, args.proposals, args.adapted,
+                               args.base_clip, args.text_cache, p.dtype,
+                               params.clip.templates, run.device)
     with tqdm(total=len(ds.rows), desc=f"evaluate {args.dataset}", unit="image",
               mininterval=2, disable=not ddp.main) as bar:
         passes = confusion_by_variant(segmenter, ds, p.images_per_batch, p.short_side,

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 
 from pipeline.adapt.adapted_model import FT_MARKER, finetune_plan
-from pipeline.adapt.run import finetune_phase, write_adaptation_loss_log
+from pipeline.adapt.phases import finetune_phase
+from pipeline.adapt.training_run import write_adaptation_loss_log
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
 from pipeline.data.files import staged_outputs, write_json
 from stages._start import start_stage, step_bars

@@ -30,7 +30,8 @@ from pipeline.adapt.adapted_model import (
     was_finetuned,
     write_manifest,
 )
-from pipeline.adapt.run import tune_phases, write_adaptation_loss_log
+from pipeline.adapt.phases import tune_phases
+from pipeline.adapt.training_run import write_adaptation_loss_log
 from pipeline.clip.mask_prompts import save_prompts
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
 from pipeline.data.files import staged_outputs, write_json

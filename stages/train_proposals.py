@@ -26,8 +26,8 @@ from pipeline.data.layouts import iter_index, read_splits
 from pipeline.distributed.process_group import main_first
 from pipeline.params import to_dict
 from pipeline.proposals.model import save_proposal_net
-from pipeline.proposals.train import train_proposal_net, write_proposal_loss_log
-from pipeline.proposals.training_setup import (
+from pipeline.proposals.training_loop import train_proposal_net, write_proposal_loss_log
+from pipeline.proposals.training_recipe import (
     batch_loader,
     build_net,
     build_optimizer,

@@ -4,7 +4,7 @@ import torch
 
 from pipeline.clip.model import create_clip, load_clip, model_config, save_clip, tokenizer_for
 from pipeline.clip.pretrain import caption_batches, train_clip
-from pipeline.clip.probe import accuracy_by_group, outline_control
+from pipeline.clip.region_probe import accuracy_by_group, outline_control
 
 
 def test_checkpoint_loads_with_plain_open_clip(tmp_path):

@@ -6,9 +6,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-from pipeline.adapt import run as adapt_run
+from pipeline.adapt import training_run as adapt_run
 from pipeline.adapt.adapted_model import finetune_plan, prompt_tune_phases
-from pipeline.adapt.run import LoaderSettings, run_adaptation
 from pipeline.adapt.shard_loader import Augment, Batch, ShardBatches
 from pipeline.adapt.train import (
     AdaptPlan,
@@ -16,6 +15,7 @@ from pipeline.adapt.train import (
     adaptation_optimizer,
     train_adaptation,
 )
+from pipeline.adapt.training_run import LoaderSettings, run_adaptation
 from pipeline.clip.mask_prompts import MaskPrompts
 from pipeline.distributed.process_group import Distributed
 from tests.test_shard_loader import NOUNS, write_toy_shards

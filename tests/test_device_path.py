@@ -92,7 +92,7 @@ def test_clip_pretraining_takes_its_batches_to_the_models_device():
 
 
 def test_zero_shot_probe_takes_its_crops_to_the_models_device(meta_clip):
-    from pipeline.clip.probe import zero_shot_predictions
+    from pipeline.clip.region_probe import zero_shot_predictions
 
     runs_to_its_values(lambda: zero_shot_predictions(
         meta_clip, torch.zeros(3, 3, 64, 64), F.normalize(torch.ones(5, 64), dim=-1)))
@@ -256,7 +256,7 @@ def test_every_network_stage_honours_compute_device(stage, tmp_path, gpus, monke
 
 def test_proposal_training_syncs_its_batchnorm_under_ddp(monkeypatch):
     """train_proposal_net wraps the net through data_parallel (SyncBatchNorm on GPUs)."""
-    import pipeline.proposals.train as train
+    import pipeline.proposals.training_loop as train
     from pipeline.distributed.process_group import Distributed
     from pipeline.proposals.loss import LossWeights
 

@@ -81,10 +81,11 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
 
 
 def readme_commands() -> list[str]:
-    """The README's shell lines that run in seconds on the pipeline's outputs: `.venv/bin/`
-    commands other than experiments and benchmarks, and the `printf` that writes a file
-    one of them reads."""
-    blocks = re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    """The shell lines of the README and of docs/ that run in seconds on the pipeline's
+    outputs: `.venv/bin/` commands other than experiments and benchmarks, and the `printf`
+    that writes a file one of them reads."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    blocks = [b for page in pages for b in re.findall(r"```sh\n(.*?)```", page.read_text(), re.S)]
     lines = [line.split(" #")[0].strip() for b in blocks for line in b.splitlines()]
     return [line for line in lines if line.startswith("printf ") or (
         line.startswith(".venv/bin/") and "exp run" not in line and "benchmarks" not in line)]

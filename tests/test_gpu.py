@@ -74,15 +74,17 @@ def test_proposal_inference_on_cuda_keeps_its_scores_float32():
 def test_segmenter_on_cuda_labels_as_on_the_cpu():
     from pipeline.proposals.model import ProposalNet, ProposalNetConfig
     from pipeline.segment.segmenter import Segmenter
+    from tests.test_proposal_inference import settings_at
 
     torch.manual_seed(0)
     net = ProposalNet(ProposalNetConfig()).eval()
     clip = tiny_clip()
     text = F.normalize(torch.randn(5, 64), dim=-1)
     image = torch.rand(3, 90, 120)
-    cpu = Segmenter(net, text, clip, text).predict(image)
-    gpu = Segmenter(net.to(CUDA), text.to(CUDA), clip.to(CUDA), text.to(CUDA)).predict(
-        image.to(CUDA))
+    settings = settings_at(64)
+    cpu = Segmenter(net, text, clip, text, **settings).predict(image)
+    gpu = Segmenter(net.to(CUDA), text.to(CUDA), clip.to(CUDA), text.to(CUDA),
+                    **settings).predict(image.to(CUDA))
     for name, labels in cpu.items():
         agree = (gpu[name].cpu() == labels).float().mean()
         assert gpu[name].device.type == "cpu" and agree > 0.99, (name, float(agree))

@@ -10,7 +10,7 @@ import reports.paper_tables as make_tables
 from pipeline.params import parse_params
 from pipeline.params.checks import check_across_sections
 from pipeline.params.file import read_params_yaml
-from pipeline.report.paper_tables import EXPERIMENTS, TABLES, table_experiments
+from pipeline.report.ablations import EXPERIMENTS, TABLES, table_experiments
 from pipeline.report.summary import (
     SPLITS,
     Stat,

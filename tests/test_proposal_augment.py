@@ -18,7 +18,7 @@ from pipeline.proposals.augment import (
     short_side_shape,
 )
 from pipeline.proposals.loss import segment_targets
-from pipeline.proposals.training_setup import batch_loader
+from pipeline.proposals.training_recipe import batch_loader
 
 PALETTE = np.array([[30, 30, 30], [220, 40, 40], [40, 200, 60], [50, 60, 230], [240, 230, 20]],
                    dtype=np.uint8)

@@ -15,7 +15,7 @@ from pipeline.proposals.backbones import (
     load_backbone_weights,
 )
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig
-from pipeline.proposals.training_setup import net_config
+from pipeline.proposals.training_recipe import net_config
 
 SWIN_T = "timm:swin_tiny_patch4_window7_224"
 

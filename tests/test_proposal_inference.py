@@ -132,9 +132,19 @@ def test_extract_on_square_world_images_equals_the_squash_path(tmp_path):
         assert np.array_equal(got.scores, kept.numpy().astype(np.float32))
 
 
+def settings_at(short_side: int) -> dict:
+    """The schema's segmenter settings (params defaults) with the net's input short side."""
+    import dataclasses
+
+    from pipeline.params import parse_params
+    from pipeline.segment.segmenter import segmenter_settings
+
+    return {**dataclasses.asdict(segmenter_settings(parse_params({}))), "short_side": short_side}
+
+
 def test_segmenter_net_outputs_on_square_images_equal_the_squash_path():
     net, text = small_net(), F.normalize(torch.randn(5, 8), dim=-1)
-    seg = Segmenter(net, text, clip=None, clip_text=None, short_side=64, size_divisor=32)
+    seg = Segmenter(net, text, None, None, **settings_at(64))
     images = [torch.rand(3, 64, 64) for _ in range(2)]
     logits, mask_logits = seg.net_outputs(images)
     with torch.no_grad():  # before: squashed to 64 x 64, logits straight to the image size
@@ -151,8 +161,7 @@ def test_segmenter_net_outputs_on_square_images_equal_the_squash_path():
 
 
 def test_segmenter_masks_are_at_each_images_own_size_without_padding():
-    seg = Segmenter(PaddingStub(), torch.randn(3, 4), clip=None, clip_text=None,
-                    short_side=64, size_divisor=32)
+    seg = Segmenter(PaddingStub(), torch.randn(3, 4), None, None, **settings_at(64))
     logits, masks = seg.net_outputs([torch.ones(3, 50, 90), torch.ones(3, 64, 40)])
     assert logits.shape == (2, 2, 4)
     assert [m.shape for m in masks] == [(2, 50, 90), (2, 64, 40)]

@@ -28,7 +28,7 @@ from pipeline.proposals.loss import (
 )
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig, class_logits
 from pipeline.proposals.recall import segment_recall
-from pipeline.proposals.train import batch_indices, train_proposal_net
+from pipeline.proposals.training_loop import batch_indices, train_proposal_net
 
 
 def one_image_match(prob, logits, labels, masks, weight, w, m):
@@ -419,7 +419,7 @@ def test_show_proposals_command_draws_a_png(tmp_path):
 
 
 def test_param_groups_scale_the_backbone_lr_and_spare_norms_and_embeddings_from_decay():
-    from pipeline.proposals.training_setup import param_groups
+    from pipeline.proposals.training_recipe import param_groups
 
     model = ProposalNet(ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1,
                                           text_dim=8))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pipeline.clip.mask_classifier import crop_cosines, crops_for_clip
-from pipeline.clip.probe import accuracy_by_group, outline_control, outline_features
+from pipeline.clip.region_probe import accuracy_by_group, outline_control, outline_features
 from pipeline.clip.text_classifier import cached_text_classifier
 from pipeline.data.class_lists import ClassList, load_class_list
 from pipeline.data.image_io import read_labels, read_rgb

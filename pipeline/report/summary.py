@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.report.paper_tables import TABLES, Claim, Table
+from pipeline.report.ablations import TABLES, Claim, Table
 
 SPLITS = ("world_full", "world_things")  # the world's evaluation splits
 PARTS = ("all", "seen", "unseen")

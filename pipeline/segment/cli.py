@@ -67,22 +67,18 @@ def segmenter_for(args, names: list[str]):
     from safetensors import SafetensorError
 
     from pipeline.distributed.device import select_device
-    from pipeline.params import ParamsError, load_params
-    from pipeline.segment.segmenter import load_segmenter
+    from pipeline.params import ParamsError, load_params, parse_params
+    from pipeline.segment.segmenter import load_segmenter, segmenter_settings
 
     try:
         params = load_params(args.params)
-        p, net = params.eval, params.proposals
-        net_input = dict(short_side=net.short_side, size_divisor=net.size_divisor)
-        settings = dict(mask_threshold=p.mask_threshold, ensemble_lambda=p.ensemble_lambda,
-                        fill=p.fill, batch_size=p.batch_size)
-        dtype, templates, device = p.dtype, params.clip.templates, params.compute.device
-    except ParamsError:  # no params.yaml here: the defaults
-        net_input, settings, dtype, templates, device = {}, {}, "float32", "vild", "auto"
+    except ParamsError:  # no params.yaml here: the schema's defaults
+        params = parse_params({})
     try:
-        return load_segmenter(names, args.proposals, args.adapted, args.base_clip,
-                              dtype=dtype, templates=templates,
-                              device=select_device(device), **net_input, **settings)
+        return load_segmenter(names, segmenter_settings(params), args.proposals, args.adapted,
+                              args.base_clip, dtype=params.eval.dtype,
+                              templates=params.clip.templates,
+                              device=select_device(params.compute.device))
     except FileNotFoundError as e:
         print(f"model missing: {e}", file=sys.stderr)
     except ValueError as e:  # the loaders' errors for corrupt files name the file

@@ -5,6 +5,7 @@ prompts, if any) classifies each mask's crop; `two_stage` ensembles and fuses th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pipeline.clip.mask_classifier import (
     crop_cosines,
     crops_for_clip,
 )
+from pipeline.params import Params
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.segment.two_stage import (
@@ -56,19 +58,42 @@ class MaskPredictions:
         return variants, swept
 
 
+@dataclass(frozen=True)
+class SegmenterSettings:
+    """How the two stages run and fuse; no defaults here: `segmenter_settings` reads them
+    from params (pipeline/params/schema.py holds each one's default)."""
+
+    short_side: int  # the proposal net's input short side, aspect kept
+    size_divisor: int  # its input padded to a multiple (the backbone's largest stride)
+    mask_threshold: float  # sigmoid(mask) above this is in the crop
+    ensemble_lambda: float  # λ, CLIP's share of the ensemble (OVSeg §3.1)
+    fill: str  # the masked crops' background
+    batch_size: int  # masked crops per CLIP forward
+
+
+def segmenter_settings(params: Params, dataset: str | None = None) -> SegmenterSettings:
+    """proposals.short_side and size_divisor, and eval's mask threshold, λ (both per set
+    where eval.per_dataset names `dataset`, a canonical name), fill and batch size."""
+    p = params.eval
+    lam, threshold = p.settings_for(dataset) if dataset else (p.ensemble_lambda,
+                                                              p.mask_threshold)
+    return SegmenterSettings(params.proposals.short_side, params.proposals.size_divisor,
+                             threshold, lam, p.fill, p.batch_size)
+
+
 @dataclass
 class Segmenter:
     net: ProposalNet
     net_text: torch.Tensor  # (K, E) vocabulary embeddings in the net's text space
     clip: torch.nn.Module
     clip_text: torch.Tensor  # (K, D) unit vectors, CLIP's zero-shot classifier
+    short_side: int  # SegmenterSettings' fields, each as there
+    size_divisor: int
+    mask_threshold: float
+    ensemble_lambda: float
+    fill: str
+    batch_size: int
     prompts: torch.Tensor | None = None  # (depth, grid*grid, width) mask prompts
-    short_side: int = 64  # the proposal net's input short side, aspect kept
-    size_divisor: int = 32  # its input padded to a multiple (the backbone's largest stride)
-    mask_threshold: float = 0.4  # sigmoid(mask) above this is in the crop (OVSeg: 0.4)
-    ensemble_lambda: float = 0.7  # λ, CLIP's share of the ensemble (OVSeg §3.1)
-    fill: str = "mean"
-    batch_size: int = 64
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -132,12 +157,12 @@ class Segmenter:
         return results
 
 
-def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/proposals",
+def load_segmenter(class_names: list[str], settings: SegmenterSettings,
+                   proposals_dir: str | Path = "models/proposals",
                    adapted_dir: str | Path = "models/mask_prompts",
                    base_clip_dir: str | Path = "models/clip_base",
                    text_cache: str | Path = ".cache/text_classifiers", dtype: str = "float32",
-                   templates: str = "vild", device: torch.device | str = "cpu",
-                   **settings) -> Segmenter:
+                   templates: str = "vild", device: torch.device | str = "cpu") -> Segmenter:
     """The pipeline's trained models, set up for `class_names` on `device`. The proposal
     net's class embeddings come from the base CLIP's text tower (the space it was trained
     in), the crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze
@@ -160,4 +185,5 @@ def load_segmenter(class_names: list[str], proposals_dir: str | Path = "models/p
     device = torch.device(device)
     return Segmenter(net.to(device), net_text.to(device),
                      cast_for_inference(clip, dtype).to(device), clip_text.to(device),
-                     None if prompts is None else prompts.to(device), **settings)
+                     **dataclasses.asdict(settings),
+                     prompts=None if prompts is None else prompts.to(device))

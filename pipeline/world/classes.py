@@ -3,7 +3,7 @@
 Class identity lives in appearance only (texture pattern, palette, scale): a from-scratch
 tiny CLIP learns colour and texture in minutes but not shape, and a class tied to an
 outline would let a mask alone classify it (the outline-only control in
-pipeline/clip/probe.py checks this). So every thing class draws
+pipeline/clip/region_probe.py checks this). So every thing class draws
 its outline from one shared blob distribution (see `pipeline/world/render.py` `blob_mask`) and every
 stuff class from one shared region partition.
 
