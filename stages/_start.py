@@ -87,7 +87,8 @@ def bars(stage: Stage, unit: str):
 
 
 def step_bars(ddp):
-    """`progress` for pipeline/adapt/training_run.py: one tqdm bar per training phase, on rank 0 only."""
+    """`progress` for pipeline/adapt/training_run.py: a tqdm bar per training phase, on
+    rank 0 only."""
 
     @contextlib.contextmanager
     def progress(desc: str, start: int, total: int):
