@@ -33,7 +33,7 @@ from pipeline.distributed.chunks import Chunks, ChunkStore
 from pipeline.distributed.device import select_device
 from pipeline.distributed.launch import process_count
 from tests.conftest import REPO
-from tests.test_faults_atomic import outputs, run_tiny_pipeline, stage_call, tree
+from tests.test_faults_atomic import comparable, outputs, run_tiny_pipeline, stage_call, tree
 
 DATA_STAGES = ("extract_proposals", "mine_pairs", "write_shards")
 TORCHRUN_STAGES = (*DATA_STAGES, "evaluate@world_full")
@@ -147,9 +147,13 @@ chunks.ChunkStore.compute = _dying
 """
 
 
-def comparable(files: dict[str, bytes]) -> dict[str, bytes]:
-    """Output bytes, without the metrics that report wall-clock time."""
-    return {f: b for f, b in files.items() if b'"seconds"' not in b}
+def test_comparable_drops_the_timings_and_keeps_the_counts():
+    run = {"m.json": b'{"pairs": 12, "seconds": 3.5, "phases": [{"train_seconds": 1}]}',
+           "p.parquet": b"PAR1"}
+    other = {"m.json": b'{"pairs": 12, "seconds": 9.0, "phases": [{"train_seconds": 7}]}',
+             "p.parquet": b"PAR1"}
+    assert comparable(run) == comparable(other)
+    assert comparable(run) != comparable({**other, "m.json": b'{"pairs": 13, "seconds": 3.5}'})
 
 
 @pytest.fixture(scope="module")

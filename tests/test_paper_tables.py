@@ -146,3 +146,12 @@ def test_the_rendered_report_names_the_commits_its_runs_ran_at(tmp_path, monkeyp
     md = (tmp_path / "paper_tables.md").read_text()
     assert f"{len(runs)} runs; their `dvc exp run` wall time on the machine that ran them: " \
            f"{len(runs)} minutes; run at commits aaaaaaa, bbbbbbb." in md
+
+
+def test_the_committed_report_is_what_render_makes_of_the_committed_runs(tmp_path, monkeypatch):
+    """reports/paper_tables.md is the committed runs.json rendered, to the byte: no number
+    of the report was edited by hand, and none is stale after a change to the rendering."""
+    committed = make_tables.OUT / "paper_tables.md"
+    monkeypatch.setattr(make_tables, "OUT", tmp_path)  # RUNS stays the committed runs.json
+    make_tables.render(None)
+    assert (tmp_path / "paper_tables.md").read_text() == committed.read_text()

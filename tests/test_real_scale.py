@@ -12,8 +12,8 @@ import yaml
 
 from tests.conftest import REPO
 from tests.repo_copy import copy_repo, run, with_overrides
-from tests.test_distributed import comparable, outputs_of
-from tests.test_faults_atomic import stage_call
+from tests.test_distributed import outputs_of
+from tests.test_faults_atomic import comparable, stage_call
 
 pytestmark = pytest.mark.slow
 
