@@ -31,6 +31,8 @@ under eval.root, by its name or an ov-seg / SAN alias (pipeline/data/eval_datase
 
 from __future__ import annotations
 
+import sys
+
 from tqdm import tqdm
 
 from pipeline.data.eval_datasets import canonical_eval_name
@@ -40,6 +42,7 @@ from pipeline.segment.eval_report import (
     evaluation_report,
     lambda_sweep_report,
     merge_ranks,
+    one_class_warning,
     report_files,
     score_lines,
 )
@@ -77,6 +80,8 @@ def main(argv=None) -> None:
     if not ddp.main:
         return
     report = evaluation_report(args.dataset, ds, conf, lam, threshold, p.short_side)
+    if warning := one_class_warning(args.dataset, conf["ensemble"], list(ds.classes.names)):
+        print(f"warning: {warning}", file=sys.stderr)
     sweep = lambda_sweep_report(args.dataset, ds, swept, lam, threshold)
     files = report_files(report, sweep, ds, panels)
     with staged_outputs(args.metrics, args.iou_png, args.predictions_png, args.lambda_json,

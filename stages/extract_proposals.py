@@ -15,7 +15,10 @@ same every way.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.digests import fingerprint, input_digest
@@ -25,7 +28,12 @@ from pipeline.data.proposal_table import part_name
 from pipeline.distributed.chunks import Chunks, ChunkStore
 from pipeline.distributed.process_group import barrier
 from pipeline.params import to_dict
-from pipeline.proposals.extract import split_recall, write_proposal_chunk, written_recall
+from pipeline.proposals.extract import (
+    empty_proposals_warning,
+    split_recall,
+    write_proposal_chunk,
+    written_recall,
+)
 from pipeline.proposals.model import load_proposal_net
 from stages._start import bars, start_stage
 
@@ -70,6 +78,9 @@ def main(argv=None) -> None:
                 metrics[name] = split_recall(split, eval_rows, load_class_list(split.classes).seen,
                                              net, text, p, bars(run, "batch"))
         write_json(metrics_path, metrics)
+        written = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(out.iterdir()))
+    if warning := empty_proposals_warning(written, len(rows), p):
+        print(f"warning: {warning}", file=sys.stderr)
     store.clear()
     print(f"wrote the proposals of {len(rows)} images in {chunks.count} parts to {args.out}")
     print({k: {g: round(v[g]["recall"], 3) for g in ("seen", "unseen") if g in v}

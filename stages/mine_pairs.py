@@ -17,6 +17,7 @@ every way. The nouns' text features are computed once, by rank 0, into --text-ca
 
 from __future__ import annotations
 
+import sys
 import time
 
 from pipeline.clip.model import load_clip, tokenizer_for
@@ -26,7 +27,12 @@ from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.distributed.chunks import Chunks, ChunkStore
 from pipeline.distributed.process_group import barrier, main_first
-from pipeline.mining.mine import mine_pairs, mining_metrics, mining_vocabulary
+from pipeline.mining.mine import (
+    empty_mining_warning,
+    mine_pairs,
+    mining_metrics,
+    mining_vocabulary,
+)
 from pipeline.mining.nltk_setup import INSTALL_HELP, wordnet_reader
 from pipeline.mining.nouns import NounExtractor, perceptron_tagger
 from pipeline.mining.pair_files import merge_chunk_folders, write_pair_chunk, write_pairs
@@ -74,7 +80,9 @@ def main(argv=None) -> None:
     columns, checked, correct = merge_chunk_folders([store.path(c)
                                                      for c in range(chunks.count)])
     metrics = mining_metrics(columns, rows, p, extractor.method, checked, correct,
-                             time.time() - t0)
+                             time.time() - t0, vocab.nouns)
+    if warning := empty_mining_warning(metrics, len(rows)):
+        print(f"warning: {warning}", file=sys.stderr)
     with staged_outputs(args.out, args.metrics) as (out, metrics_path):
         write_pairs(out, columns, p.row_group_size)
         write_json(metrics_path, metrics)

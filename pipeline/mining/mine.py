@@ -161,17 +161,24 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
 
 
 def mining_metrics(columns: dict[str, list], rows, p: MineParams, noun_method: str,
-                   checked: int, correct: int, seconds: float) -> dict:
-    """Counts, similarity and margin statistics, and the precision of the checkable pairs."""
+                   checked: int, correct: int, seconds: float,
+                   nouns: dict[int, list] | None = None) -> dict:
+    """Counts, similarity and margin statistics, and the precision of the checkable pairs.
+    Per caption: the nouns found in it, and the pairs made of them (fewer where an image
+    had no proposal to pair a noun with)."""
     n = len(columns["image_id"])
     captions = sum(min(len(r.captions), p.captions_per_image) for r in rows)
+    found = sum(len(nouns.get(r.image_id, ())) for r in rows) if nouns is not None else None
+    per_caption = p.nouns == "captions"
     counts = Counter(columns["lemma"])
     sims, margins = np.array(columns["similarity"]), np.array(columns["margin"])
     return {
         "masks": p.masks, "nouns": p.nouns, "captions_per_image": p.captions_per_image,
         "noun_method": noun_method,
         "pairs": n, "unique_nouns": len(counts),
-        "nouns_per_caption": n / max(captions, 1) if p.nouns == "captions" else None,
+        "pairs_per_caption": n / max(captions, 1) if per_caption else None,
+        "nouns_found_per_caption": found / max(captions, 1) if per_caption and
+        found is not None else None,
         "similarity": {"mean": float(sims.mean()) if n else 0.0,
                        "median": float(np.median(sims)) if n else 0.0},
         "margin": {"mean": float(margins.mean()) if n else 0.0,
@@ -183,3 +190,18 @@ def mining_metrics(columns: dict[str, list], rows, p: MineParams, noun_method: s
         "top_nouns": counts.most_common(20),
         "seconds": round(seconds, 1),
     }
+
+
+def empty_mining_warning(metrics: dict, images: int) -> str | None:
+    """What a run that paired nothing says, with the likely cause; None for a run that
+    paired something."""
+    if metrics["pairs"]:
+        return None
+    found = metrics.get("nouns_found_per_caption")
+    if found == 0:
+        return (f"mine_pairs: no noun found in the captions of {images} images: is WordNet "
+                "installed (`make nltk`) and are the captions English?")
+    return (f"mine_pairs: no pairs from {images} images although their captions hold nouns: "
+            "no image had a proposal to pair them with. The proposal net is likely "
+            "undertrained (metrics/proposals.json, proposals_per_image; proposals.steps) "
+            "or proposals.min_score too high; finetune will have nothing to train on")

@@ -118,3 +118,13 @@ def written_recall(split: Split, rows, proposals_dir: Path, seen) -> dict:
         recall_counts(split, row, masks, seen, counts)
         n_props.append(len(masks))
     return summarize(counts, n_props)
+
+
+def empty_proposals_warning(proposals: int, images: int, p: ProposalParams) -> str | None:
+    """What a run that proposed no mask for any image says, with the likely cause."""
+    if proposals or not images or p.source != "net":
+        return None
+    return (f"extract_proposals: the proposal net proposed no mask for any of {images} images "
+            "(every query scored below proposals.min_score or had an empty mask): it is "
+            f"likely undertrained (proposals.steps = {p.steps}) or proposals.min_score "
+            f"= {p.min_score} too high; mine_pairs will find nothing to pair")

@@ -74,3 +74,15 @@ def score_lines(report: dict, bottleneck: bool) -> list[str]:
                    f"{s['unseen']['miou_d2_legacy'] or 0:.3f}, pixel acc "
                    f"{s['pixel_accuracy']:.3f}")
     return out
+
+
+def one_class_warning(dataset: str, conf: np.ndarray, names: list[str]) -> str | None:
+    """What an evaluation says whose ensemble labelled every scored pixel of a set that
+    holds several classes with one class: conf is its (K, K) confusion matrix (rows: the
+    ground truth, columns: the prediction)."""
+    predicted = np.flatnonzero(conf.sum(axis=0))
+    if len(predicted) != 1 or np.count_nonzero(conf.sum(axis=1)) < 2:
+        return None
+    return (f"evaluate {dataset}: every scored pixel was labelled {names[predicted[0]]!r}, "
+            "though the ground truth holds several classes: the proposal net or CLIP is "
+            "likely untrained (metrics/proposals.json, metrics/adaptation.json)")
