@@ -4,6 +4,9 @@ mean ± spread over world seeds, beside the paper's number, and each claim's ver
 Spread is half the range over seeds (the row is mean ± spread, every seed inside). A claim
 "A beats B" is reproduced only when A's mean exceeds B's by more than the two spreads
 together, so that the seeds' intervals do not overlap; the per-seed signs are shown too.
+Beside that strict verdict, the paired one: a one-sided paired t-test on the per-seed
+differences (pipeline/report/paired.py), since the world seed moves every row of a seed
+together.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.report.ablations import TABLES, Claim, Table
+from pipeline.report.paired import ALPHA, paired_t, paired_verdict
 
 SPLITS = ("world_full", "world_things")  # the world's evaluation splits
 PARTS = ("all", "seen", "unseen")
@@ -105,6 +109,8 @@ class Verdict:
     spread: float | None  # spread(better) + spread(worse)
     seeds_agreeing: int  # seeds where better > worse
     seeds: int
+    paired_t: float | None = None  # the paired t statistic of better − worse per seed
+    paired_p: float | None = None  # its one-sided p-value (A > B)
 
     @property
     def reproduced(self) -> bool | None:
@@ -122,6 +128,16 @@ class Verdict:
             return "reproduced"
         return "opposite" if -self.difference > self.spread else "within spread"
 
+    @property
+    def paired(self) -> str:
+        """The paired rule's verdict (pipeline/report/paired.py), judged as `verdict` is
+        only over at least MIN_SEEDS seeds."""
+        if self.paired_p is None:
+            return "not run"
+        if self.seeds < MIN_SEEDS:
+            return f"not judged ({self.seeds} of {MIN_SEEDS} seeds)"
+        return paired_verdict(self.paired_t, self.paired_p)
+
 
 def claim_verdict(table: Table, claim: Claim, runs: dict, split: str, seeds: list[int],
                   part: str = "all") -> Verdict:
@@ -131,7 +147,8 @@ def claim_verdict(table: Table, claim: Claim, runs: dict, split: str, seeds: lis
     if a is None or b is None:
         return Verdict(claim, split, None, None, 0, len(seeds))
     agree = sum(x > y for x, y in zip(a.values, b.values))
-    return Verdict(claim, split, a.mean - b.mean, a.spread + b.spread, agree, len(seeds))
+    t, p = paired_t(a.values, b.values) if len(seeds) > 1 else (None, None)
+    return Verdict(claim, split, a.mean - b.mean, a.spread + b.spread, agree, len(seeds), t, p)
 
 
 def all_verdicts(runs: dict, seeds: list[int]) -> list[tuple[Table, Verdict]]:
@@ -141,6 +158,10 @@ def all_verdicts(runs: dict, seeds: list[int]) -> list[tuple[Table, Verdict]]:
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:+.1f}"
+
+
+def _p(p: float | None) -> str:
+    return "–" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def table_markdown(table: Table, runs: dict, seeds: list[int]) -> str:
@@ -161,7 +182,8 @@ def table_markdown(table: Table, runs: dict, seeds: list[int]) -> str:
 
 def claims_markdown(runs: dict, seeds: list[int]) -> str:
     lines = ["| table | claim (paper: A beats B) | paper A − B | split | miniature A − B | "
-             "spread | seeds A > B | verdict |", "|---|---|---|---|---|---|---|---|"]
+             "spread | seeds A > B | verdict | paired p | paired verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for table, v in all_verdicts(runs, seeds):
         rows = {r.label: r for r in table.rows}
         pa, pb = rows[v.claim.better].paper, rows[v.claim.worse].paper
@@ -169,7 +191,8 @@ def claims_markdown(runs: dict, seeds: list[int]) -> str:
         lines.append(f"| {table.key} | {v.claim.better} > {v.claim.worse} | {paper} | {v.split} "
                      f"| {_pct(v.difference)} | "
                      f"{'–' if v.spread is None else f'{v.spread * 100:.1f}'} | "
-                     f"{v.seeds_agreeing}/{v.seeds} | {v.verdict} |")
+                     f"{v.seeds_agreeing}/{v.seeds} | {v.verdict} | {_p(v.paired_p)} | "
+                     f"{v.paired} |")
     return "\n".join(lines)
 
 
@@ -178,13 +201,20 @@ def report_markdown(runs: dict, seeds: list[int], header: str = "") -> str:
     verdicts = [v for _, v in all_verdicts(runs, seeds)]
     done = sum(v.reproduced is not None for v in verdicts)
     ok = sum(bool(v.reproduced) for v in verdicts)
+    paired_ok = sum(v.paired == "reproduced" for v in verdicts)
+    paired_opposite = sum(v.paired == "opposite" for v in verdicts)
     parts = [header.strip(), "",
              f"Seeds (data.seed): {', '.join(map(str, seeds))}. mIoU (%, detectron2 <= 0.6 "
              "formula) as mean ± spread (half the range over seeds). A claim is reproduced "
              "when the miniature's difference exceeds the two rows' spreads together, over "
-             f"at least {MIN_SEEDS} seeds.",
+             f"at least {MIN_SEEDS} seeds. Paired verdict: the same seed moves every row, so "
+             "each claim is also judged on its per-seed differences A − B, by a one-sided "
+             f"paired t-test at level {ALPHA} (reproduced: A > B; opposite: B > A; each "
+             "check on its own, no correction for the number of checks).",
              "", f"**{ok} of {done} judged claim checks reproduced** ({len(verdicts)} checks in "
-             f"all: each claim on {' and '.join(SPLITS)}).", "", "## Claims", "",
+             f"all: each claim on {' and '.join(SPLITS)}); by the paired rule "
+             f"**{paired_ok} of {done}**, {paired_opposite} significantly opposite.",
+             "", "## Claims", "",
              claims_markdown(runs, seeds), "", "## Tables", ""]
     parts += [table_markdown(t, runs, seeds) + "\n" for t in TABLES]
     return "\n".join(parts).strip() + "\n"
