@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,3 +102,16 @@ def step_bars(ddp):
             yield show
 
     return progress
+
+
+def speak_up(warning: str | None, params: Params) -> None:
+    """A whole run's output that is empty or degenerate (`warning` names what and the likely
+    cause): a stop before anything is written (`compute.empty_outputs: stop`), or the
+    warning on stderr (`warn`). None: nothing to say."""
+    if warning is None:
+        return
+    if params.compute.empty_outputs == "stop":
+        raise SystemExit(f"error: {warning}\nNothing was written (compute.empty_outputs: stop). "
+                         "Fix the cause, or write the output anyway with "
+                         "`dvc exp run -S compute.empty_outputs=warn`.")
+    print(f"warning: {warning}", file=sys.stderr)

@@ -31,8 +31,6 @@ under eval.root, by its name or an ov-seg / SAN alias (pipeline/data/eval_datase
 
 from __future__ import annotations
 
-import sys
-
 from tqdm import tqdm
 
 from pipeline.data.eval_datasets import canonical_eval_name
@@ -48,7 +46,7 @@ from pipeline.segment.eval_report import (
 )
 from pipeline.segment.evaluation import confusion_by_variant, resolve_dataset
 from pipeline.segment.segmenter import load_segmenter, segmenter_settings
-from stages._start import start_stage
+from stages._start import speak_up, start_stage
 
 PATHS = ("--index", "--proposals", "--base-clip", "--adapted", "--text-cache", "--metrics",
          "--iou-png", "--predictions-png", "--lambda-json", "--lambda-csv", "--lambda-png")
@@ -80,8 +78,7 @@ def main(argv=None) -> None:
     if not ddp.main:
         return
     report = evaluation_report(args.dataset, ds, conf, lam, threshold, p.short_side)
-    if warning := one_class_warning(args.dataset, conf["ensemble"], list(ds.classes.names)):
-        print(f"warning: {warning}", file=sys.stderr)
+    speak_up(one_class_warning(args.dataset, conf["ensemble"], list(ds.classes.names)), params)
     sweep = lambda_sweep_report(args.dataset, ds, swept, lam, threshold)
     files = report_files(report, sweep, ds, panels)
     with staged_outputs(args.metrics, args.iou_png, args.predictions_png, args.lambda_json,

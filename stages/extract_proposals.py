@@ -15,7 +15,6 @@ same every way.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -35,7 +34,7 @@ from pipeline.proposals.extract import (
     written_recall,
 )
 from pipeline.proposals.model import load_proposal_net
-from stages._start import bars, start_stage
+from stages._start import bars, speak_up, start_stage
 
 PATHS = ("--index", "--net", "--out", "--metrics")
 CHUNK_FILE = "proposals.parquet"
@@ -63,6 +62,9 @@ def main(argv=None) -> None:
     barrier(ddp)
     if not ddp.main:
         return
+    written = sum(pq.ParquetFile(store.path(c) / CHUNK_FILE).metadata.num_rows
+                  for c in range(chunks.count))
+    speak_up(empty_proposals_warning(written, len(rows), p), params)
     # A run writes a new folder (no parts of an older layout survive) and its metrics, and
     # puts both in place only when everything is written; the chunks go only after that.
     with staged_outputs(args.out, args.metrics) as (out, metrics_path):
@@ -78,9 +80,6 @@ def main(argv=None) -> None:
                 metrics[name] = split_recall(split, eval_rows, load_class_list(split.classes).seen,
                                              net, text, p, bars(run, "batch"))
         write_json(metrics_path, metrics)
-        written = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(out.iterdir()))
-    if warning := empty_proposals_warning(written, len(rows), p):
-        print(f"warning: {warning}", file=sys.stderr)
     store.clear()
     print(f"wrote the proposals of {len(rows)} images in {chunks.count} parts to {args.out}")
     print({k: {g: round(v[g]["recall"], 3) for g in ("seen", "unseen") if g in v}

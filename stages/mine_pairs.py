@@ -17,7 +17,6 @@ every way. The nouns' text features are computed once, by rank 0, into --text-ca
 
 from __future__ import annotations
 
-import sys
 import time
 
 from pipeline.clip.model import load_clip, tokenizer_for
@@ -37,7 +36,7 @@ from pipeline.mining.nltk_setup import INSTALL_HELP, wordnet_reader
 from pipeline.mining.nouns import NounExtractor, perceptron_tagger
 from pipeline.mining.pair_files import merge_chunk_folders, write_pair_chunk, write_pairs
 from pipeline.params import to_dict
-from stages._start import bars, start_stage
+from stages._start import bars, speak_up, start_stage
 
 PATHS = ("--index", "--proposals", "--clip", "--text-cache", "--out", "--metrics")
 
@@ -81,8 +80,7 @@ def main(argv=None) -> None:
                                                      for c in range(chunks.count)])
     metrics = mining_metrics(columns, rows, p, extractor.method, checked, correct,
                              time.time() - t0, vocab.nouns)
-    if warning := empty_mining_warning(metrics, len(rows)):
-        print(f"warning: {warning}", file=sys.stderr)
+    speak_up(empty_mining_warning(metrics, len(rows)), params)
     with staged_outputs(args.out, args.metrics) as (out, metrics_path):
         write_pairs(out, columns, p.row_group_size)
         write_json(metrics_path, metrics)

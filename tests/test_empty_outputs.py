@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from pipeline.data.layouts import IndexRow
 from pipeline.mining.mine import empty_mining_warning, mining_metrics
@@ -59,3 +62,20 @@ def test_one_class_everywhere_is_named_unless_the_truth_has_one_class():
     assert one_class_warning("world_full", two, names) is None
     only_sky = np.array([[9, 0, 0], [0, 0, 0], [0, 0, 0]])
     assert one_class_warning("world_full", only_sky, names) is None
+
+
+def test_the_strictness_param_stops_or_warns_and_says_nothing_without_a_warning(capsys):
+    from pipeline.params import load_params
+    from stages._start import speak_up
+    from tests.conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    assert params.compute.empty_outputs == "stop"  # the default, as data.bad_items
+    speak_up(None, params)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit, match="(?s)mine_pairs: no pairs.*empty_outputs=warn"):
+        speak_up("mine_pairs: no pairs", params)
+    warn = dataclasses.replace(params, compute=dataclasses.replace(params.compute,
+                                                                   empty_outputs="warn"))
+    speak_up("mine_pairs: no pairs", warn)
+    assert capsys.readouterr().err == "warning: mine_pairs: no pairs\n"

@@ -105,7 +105,9 @@ def test_staging_keeps_temporaries_out_of_a_shared_folder(tmp_path):
 # (b) the stages on a tiny pipeline
 
 TINY = {  # the whole pipeline in about 20 s on one core
-    "compute": {"chunk_images": 16},  # 3 chunks of extraction: the merge is exercised
+    # 3 chunks of extraction: the merge is exercised; 2-step nets label every pixel with
+    # one class, which evaluate would stop at (compute.empty_outputs: stop)
+    "compute": {"chunk_images": 16, "empty_outputs": "warn"},
     "data": {"train_images": 48, "eval_images": 4, "probe_images": 16, "workers": 1},
     "clip": {"steps": 2, "batch_size": 8, "warmup_steps": 1, "control_steps": 5},
     "proposals": {"steps": 2, "batch_size": 4, "warmup_steps": 1, "recall_images": 4,
@@ -224,6 +226,36 @@ def test_a_stage_failing_at_its_last_write_changes_nothing(name, tiny, monkeypat
         assert not Path(checkpoint).exists()
         for f in before:
             assert_close_outputs(f, before[f], after[f])
+
+
+@pytest.mark.parametrize("strictness", ["stop", "warn"])
+def test_an_extraction_without_any_proposal_stops_or_warns_as_asked(strictness, tiny, capsys):
+    """compute.empty_outputs (issue 30): no proposal in any image stops extract_proposals
+    before it writes anything, naming the cause and the switch; `warn` writes the empty
+    proposals and says the same on stderr."""
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    changed = dict(params, compute={**params["compute"], "empty_outputs": strictness},
+                   proposals={**params["proposals"], "min_score": 1.0})  # every score < 1
+    Path("empty.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+    module, argv = stage_call("extract_proposals")
+    argv[argv.index("--params") + 1] = "empty.yaml"
+    outs = outputs("extract_proposals")
+    before = tree(*outs)
+    if strictness == "stop":
+        with pytest.raises(SystemExit, match="proposed no mask for any of 48 images") as stop:
+            module.main(argv)
+        assert "compute.empty_outputs=warn" in str(stop.value)
+        assert tree(*outs) == before and strays(tiny) == []
+        return
+    try:
+        module.main(argv)
+        assert "warning: extract_proposals: the proposal net proposed no mask" in \
+            capsys.readouterr().err
+        metrics = json.loads(Path("metrics/proposals.json").read_text())
+        assert metrics["train"]["proposals_per_image"] == 0.0
+    finally:  # the other tests read the tiny pipeline's own proposals
+        module.main([a if a != "empty.yaml" else "params.yaml" for a in argv])
+    assert tree(*outs) == before
 
 
 TIMING_KEYS = ("seconds", "train_seconds", "samples_per_second")  # wall clock, not results

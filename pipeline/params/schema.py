@@ -198,9 +198,11 @@ class PromptTuneParams:
 
 @dataclass(frozen=True)
 class ComputeParams:
-    """Where and how wide the stages run (README, "Every GPU and every machine"). Neither
-    the device nor the process count is a DVC param of any stage: the data stages write
-    the same bytes with any process count."""
+    """Where and how wide the stages run (README, "Every GPU and every machine"), and what
+    an empty output does. Neither the device, the process count nor `empty_outputs` is a
+    DVC param of any stage: the data stages write the same bytes with any process count,
+    and an output is the same whether a warning or a stop was asked for (a stopped stage
+    writes nothing, so DVC runs it again)."""
 
     device: str = spec("auto", choices=("auto", "cpu", "cuda"),
                        doc="auto: each process's GPU when CUDA is there, else the CPU")
@@ -209,6 +211,12 @@ class ComputeParams:
                               "0: one per visible GPU, 1 without one")
     chunk_images: int = spec(500, ge=1,
                              doc="images per resumable chunk of the data stages")
+    # stop by default (as data.bad_items): an empty proposal set or pair set would
+    # otherwise surface only stages later, at finetune, after hours on COCO.
+    empty_outputs: str = spec("stop", choices=("stop", "warn"),
+                              doc="a stage whose whole output is empty or degenerate (no "
+                                  "proposals, no pairs, one class everywhere): stop naming "
+                                  "the likely cause, or warn and write it")
 
 
 @dataclass(frozen=True)
