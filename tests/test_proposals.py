@@ -394,6 +394,105 @@ def test_distributed_ranks_split_batches_and_stay_in_sync(tmp_path):
     assert not torch.equal(init["class_embed.weight"], r0["state"]["class_embed.weight"])
 
 
+FROZEN = dict(width=8, hidden=16, queries=4, decoder_layers=1, text_dim=8, freeze_bn=True)
+
+
+def _train_frozen_bn_net(ddp, steps=3):
+    """A frozen-BN, dropout-free net trained by SGD on the toy batch: (state, segments per
+    step seen by this process)."""
+    torch.manual_seed(0)
+    model = ProposalNet(ProposalNetConfig(**FROZEN))
+    text = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    images, targets = toy_batch(n=8)
+    segments = []
+
+    def load_batch(idx, step):
+        segments.append(sum(len(targets[i]["labels"]) for i in idx))
+        return images[torch.as_tensor(idx)], [targets[i] for i in idx]
+
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    train_proposal_net(model, load_batch, 8, text, LossWeights(), opt, steps=steps,
+                       batch_size=4, lr_at=lambda s: 1e-4, seed=0, ddp=ddp)
+    return model.state_dict(), segments
+
+
+def test_loss_shares_make_the_mean_of_half_batch_gradients_the_whole_batchs():
+    """ddp_loss_shares without processes: two halves holding 3 and 5 segments, each loss
+    scaled by its share, average to the whole batch's gradient (what DDP's all-reduce
+    does); unscaled per-half means do not."""
+    from pipeline.proposals.loss import ddp_loss_shares, set_loss
+
+    torch.manual_seed(0)
+    model = ProposalNet(ProposalNetConfig(**FROZEN))
+    text = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    images, targets = toy_batch(n=6)  # image b holds 1 + b % 2 segments
+    halves = [[0, 2, 4], [1, 3, 5]]  # 3 and 6 segments
+    w = LossWeights(no_object=0.1)
+
+    def grads(idx, shares):
+        model.zero_grad()
+        loss, _ = set_loss(model(images[idx]), lambda qt: class_logits(
+            qt.float(), text, model.no_object, model.cfg.temperature),
+            [targets[i] for i in idx], w, shares=shares)
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    def summed(local):  # the all-reduce: both halves' [class weight, segments]
+        return torch.tensor([[3 + 9 * 0.1, 3], [6 + 6 * 0.1, 6]], dtype=torch.float64).sum(0)
+
+    shares = [ddp_loss_shares([targets[i] for i in h], 4, w, 2, summed, torch.device("cpu"))
+              for h in halves]
+    assert shares[0] == pytest.approx(((3 + 0.9) * 2 / 10.5, 3 * 2 / 9))
+    whole = grads(list(range(6)), (1.0, 1.0))
+    scaled = (grads(halves[0], shares[0]) + grads(halves[1], shares[1])) / 2
+    plain = (grads(halves[0], (1.0, 1.0)) + grads(halves[1], (1.0, 1.0))) / 2
+    assert torch.allclose(scaled, whole, rtol=1e-4, atol=1e-4 * float(whole.abs().max()))
+    assert not torch.allclose(plain, whole, rtol=1e-2, atol=1e-2 * float(whole.abs().max()))
+    assert ddp_loss_shares(targets, 4, w, 1, None, torch.device("cpu")) == (1.0, 1.0)
+
+
+def _ddp_frozen_worker(rank, world, port, out_dir):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank))
+    torch.set_num_threads(1)
+    from pipeline.distributed.process_group import init_distributed
+
+    state, segments = _train_frozen_bn_net(init_distributed(torch.device("cpu")))
+    torch.save({"state": state, "segments": segments}, f"{out_dir}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_ranks_train_the_weights_of_one_process(tmp_path):
+    """DDP is one process's training split in two, not an approximation of it: with frozen
+    BatchNorm and no dropout (the two things that are per process by design: live BN's
+    batch statistics on CPU ranks, which have no SyncBatchNorm, and dropout's random
+    numbers), two ranks' weights after 3 SGD steps equal one process's to float32 rounding
+    (rtol 1e-4, atol 1e-6), though the ranks hold different numbers of segments: the
+    losses are normalised by the global batch's segments and class weights, as MaskFormer
+    normalises its mask losses by the segments of all ranks."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.set_num_threads(1)
+    one, _ = _train_frozen_bn_net(None)
+    torch.multiprocessing.spawn(_ddp_frozen_worker, args=(2, port, str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["segments"] != r1["segments"]  # unequal shares: a per-rank mean would differ
+    torch.manual_seed(0)
+    init = ProposalNet(ProposalNetConfig(**FROZEN)).state_dict()
+    moved = 0
+    for k, want in one.items():
+        got = r0["state"][k]
+        assert torch.allclose(got.float(), want.float(), rtol=1e-4, atol=1e-6), \
+            (k, float((got.float() - want.float()).abs().max()))
+        moved += not torch.equal(want, init[k])
+    assert moved > len(one) // 2  # the steps trained the net
+
+
 def test_show_proposals_command_draws_a_png(tmp_path):
     import json
 

@@ -175,14 +175,38 @@ def layer_loss(logits: torch.Tensor, mask_logits: torch.Tensor, targets: list[di
 
 
 def set_loss(layers: list[dict], logits_fn, targets: list[dict], w: LossWeights,
-             m: MaskLoss = FOCAL) -> tuple[torch.Tensor, dict[str, float]]:
+             m: MaskLoss = FOCAL, shares: tuple[float, float] = (1.0, 1.0),
+             ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum over all decoder layers; `logits_fn(query_text)` -> (B, Q, K+1).
-    Returns the total and the last layer's parts (for logging)."""
+    `shares` (class, mask) scale this batch's means into its part of a larger batch's
+    (`ddp_loss_shares`; 1.0 leaves every bit as it is). Returns the total and the last
+    layer's parts, unscaled (for logging)."""
     total, targets = 0.0, BatchTargets.pad(targets, m)
+    ce_w, mask_w, dice_w = w.ce * shares[0], w.mask * shares[1], w.dice * shares[1]
     for out in layers:
         parts = layer_loss(logits_fn(out["query_text"]), out["mask_logits"], targets, w, m)
-        total = total + w.ce * parts["ce"] + w.mask * parts["mask"] + w.dice * parts["dice"]
+        total = total + ce_w * parts["ce"] + mask_w * parts["mask"] + dice_w * parts["dice"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def ddp_loss_shares(targets: list[dict], queries: int, w: LossWeights, ranks: int,
+                    all_ranks_sum, device: torch.device) -> tuple[float, float]:
+    """(class, mask) factors that make DistributedDataParallel train as one process on the
+    whole batch. DDP averages the ranks' gradients, but each rank's losses are means over
+    its own share: the mask and dice terms over its matched segments n_r, the weighted
+    cross-entropy over its class weights c_r (1 per matched query, `no_object` per other
+    query). Rank r's means times n_r·W/N and c_r·W/C (N, C: sums over the W ranks) average
+    to the one-process means, as MaskFormer divides its mask losses by the segments of all
+    ranks. `all_ranks_sum(tensor)` sums over the ranks, the tensor on `device` (NCCL
+    reduces GPU tensors); one rank: (1.0, 1.0)."""
+    if ranks == 1:
+        return 1.0, 1.0
+    segments = sum(min(len(t["labels"]), queries) for t in targets)  # each matched (Q >= G)
+    class_weight = segments + (len(targets) * queries - segments) * w.no_object
+    local = torch.tensor([class_weight, segments], dtype=torch.float64, device=device)
+    total = all_ranks_sum(local.clone()).clamp(min=1e-12)  # no segment anywhere: no mask loss
+    ce_share, mask_share = (local * ranks / total).tolist()
+    return ce_share, mask_share
 
 
 def segment_targets(labels: torch.Tensor, label_to_class: torch.Tensor, size: tuple[int, int],

@@ -14,8 +14,8 @@ import torch
 
 from pipeline.distributed.data_parallel import data_parallel
 from pipeline.distributed.precision import autocast
-from pipeline.distributed.process_group import Distributed
-from pipeline.proposals.loss import FOCAL, LossWeights, MaskLoss, set_loss
+from pipeline.distributed.process_group import Distributed, all_reduce_sum
+from pipeline.proposals.loss import FOCAL, LossWeights, MaskLoss, ddp_loss_shares, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.training.loss_log import write_loss_log
 
@@ -64,7 +64,9 @@ def train_proposal_net(
     """Train from `start_step` to `steps`. `load_batch(indices, step)` -> images
     (B, 3, S, S) in [0, 1] on the model's device and targets (see `loss.layer_loss`).
     `lr_at(step)` is the base lr of a step; a param group's "lr_scale" (default 1)
-    multiplies it. Under DDP each process takes every world-th image of the global batch.
+    multiplies it. Under DDP each process takes every world-th image of the global batch, and
+    its losses are scaled to its share of the global batch (`loss.ddp_loss_shares`), so the
+    averaged gradient is one process's on the whole batch.
     The net runs in `precision` (pipeline/distributed/precision.py); the loss and the
     matching in float32."""
     ddp = ddp or Distributed()
@@ -79,9 +81,11 @@ def train_proposal_net(
         # bf16 for the network; the loss and matching cast to float32 (loss.layer_loss)
         with autocast(images.device, precision):
             outputs = net(images)
+        shares = ddp_loss_shares(targets, model.cfg.queries, weights, ddp.world,
+                                 lambda x: all_reduce_sum(ddp, x), images.device)
         loss, parts = set_loss(outputs, lambda qt: class_logits(
             qt.float(), text, model.no_object, model.cfg.temperature), targets, weights,
-            mask_loss)
+            mask_loss, shares)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip_norm > 0:  # MaskFormer: CLIP_TYPE full_model, CLIP_VALUE 0.01
