@@ -13,7 +13,11 @@ time: an interrupted run loses at most the experiment in flight, and the next `r
 carries on from there. A change to a stage's code makes earlier runs stale: delete their
 entries (or the file) to run them again.
 render: reports/paper_tables.md and .png from runs.json (plus, with --exp-show, the
-experiments of a saved `dvc exp show --json` listing).
+experiments of a saved `dvc exp show --json` listing), and reports/paper_tables_findings.md
+from its template, every number of it computed from the runs (pipeline/report/findings.py).
+A diagnostic run the findings cite is an experiment of pipeline/report/ablations.py that no
+table reads, run with `--only`, so it is stored in runs.json with its overrides and commit
+as the table runs are.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from pipeline.data.files import atomic_write_bytes, write_json
 from pipeline.report.ablations import EXPERIMENTS, table_experiments
+from pipeline.report.findings import fill_findings
 from pipeline.report.summary import (
     experiments_in,
     report_markdown,
@@ -40,6 +45,7 @@ from pipeline.report.summary import (
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "reports"
 RUNS = OUT / "paper_tables" / "runs.json"
+FINDINGS = REPO / "reports" / "paper_tables_findings.template.md"
 SEEDS = (0, 1, 2)
 HEADER = """# OVSeg's tables on the miniature
 
@@ -122,7 +128,11 @@ def render(exp_show: Path | None) -> None:
         seeds = partial
     atomic_write_bytes(OUT / "paper_tables.md", report_markdown(runs, seeds, header).encode())
     atomic_write_bytes(OUT / "paper_tables.png", report_png(runs, seeds))
-    print(f"wrote {OUT / 'paper_tables.md'} and .png from {len(runs)} runs, seeds {seeds}")
+    if FINDINGS.is_file():
+        atomic_write_bytes(OUT / "paper_tables_findings.md",
+                           fill_findings(FINDINGS.read_text(), runs, seeds, REPO).encode())
+    print(f"wrote {OUT / 'paper_tables.md'}, .png and the findings from {len(runs)} runs, "
+          f"seeds {seeds}")
 
 
 def main(argv=None) -> None:

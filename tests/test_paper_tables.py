@@ -141,6 +141,7 @@ def test_the_rendered_report_names_the_commits_its_runs_ran_at(tmp_path, monkeyp
              for i, (name, m) in enumerate(runs.items())}
     monkeypatch.setattr(make_tables, "OUT", tmp_path)
     monkeypatch.setattr(make_tables, "RUNS", tmp_path / "runs.json")
+    monkeypatch.setattr(make_tables, "FINDINGS", tmp_path / "no_findings.template.md")
     (tmp_path / "runs.json").write_text(json.dumps(saved))
     make_tables.render(None)
     md = (tmp_path / "paper_tables.md").read_text()
