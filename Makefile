@@ -28,7 +28,7 @@ test: env nltk
 	$(BIN)/python -m pytest -q
 
 # The paper's ablation tables on the miniature: every `dvc exp run` of
-# pipeline/report/ablations.py on 3 world seeds (resumes where it stopped), then the
+# pipeline/report/ablations.py on 5 world seeds (resumes where it stopped), then the
 # committed report reports/paper_tables.{md,png}.
 tables: env nltk
 	$(BIN)/python -m reports.paper_tables run

@@ -63,3 +63,24 @@ def test_a_number_the_runs_cannot_give_stops_the_render_naming_it(text, said):
     with pytest.raises(FindingsError, match=said):
         fill(text)
 
+
+
+def test_the_committed_findings_cite_only_runs_that_exist():
+    """Every expression of the committed template evaluates on the committed runs (the
+    render test compares the page itself), and the page keeps no unrendered braces."""
+    from reports.paper_tables import FINDINGS, OUT
+
+    page = (OUT / "paper_tables_findings.md").read_text()
+    assert "{{" not in page and "}}" not in page
+    assert FINDINGS.read_text().count("{{") > 100  # the numbers are expressions
+
+
+def test_verdict_gives_both_rules_of_the_report():
+    """A constant one-point lead on seeds far apart: inside the spread, certain when
+    paired; the reverse claim is opposite by the paired rule."""
+    runs = fake_runs(lambda e, s: 0.30 + 0.05 * s + 0.01 * (e == "default"))
+    assert fill("{{verdict default base world_full}}", runs) == \
+        "strict: within spread, paired: reproduced"
+    assert fill("{{verdict base default world_full}}", runs) == \
+        "strict: within spread, paired: opposite"
+    assert fill("{{verdict default/clip base/clip world_things}}", runs).startswith("strict: ")

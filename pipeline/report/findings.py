@@ -10,6 +10,8 @@ complete seeds unless the expression ends with `@3,4`.
     {{diff A B split}}    mean over seeds of A − B, e.g. +0.1
     {{wins A B split}}    seeds where A > B, e.g. 2/3
     {{p A B split}}       one-sided paired t-test p-value of A > B (pipeline/report/paired.py)
+    {{verdict A B split}} the report's two verdicts on "A beats B", e.g. strict: within
+                          spread, paired: reproduced (pipeline/report/summary.py)
     {{mean A split}}      mean of A, e.g. 43.0
     {{values A split}}    A on each seed, e.g. 43.0, 35.1, 36.7
     {{mining E key}}      experiment E's mining metric (pairs, precision, unique_nouns):
@@ -31,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.report.ablations import Claim, Row, Table
 from pipeline.report.paired import paired_t
-from pipeline.report.summary import all_verdicts, run_name
+from pipeline.report.summary import all_verdicts, claim_verdict, run_name
 
 EXPRESSION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
@@ -77,6 +80,14 @@ def evaluate(expression: str, runs: dict, seeds: list[int], root: Path) -> str:
                 return f"{int((a > b).sum())}/{len(seeds)}"
             p = paired_t(a.tolist(), b.tolist())[1]
             return "< 0.001" if p < 0.001 else f"{p:.3f}"
+        if op == "verdict":
+            rows = tuple(Row(r, *r.partition("/")[::2]) if "/" in r else Row(r, r)
+                         for r in args[:2])
+            for r in rows:
+                _values(runs, f"{r.experiment}/{r.variant}", args[2], seeds)  # names a gap
+            v = claim_verdict(Table("findings", "", rows), Claim(args[0], args[1]), runs,
+                              args[2], seeds)
+            return f"strict: {v.verdict}, paired: {v.paired}"
         if op == "mean":
             return f"{np.mean(_values(runs, args[0], args[1], seeds)) * 100:.1f}"
         if op == "values":
