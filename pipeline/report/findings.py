@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline.report.ablations import Claim, Row, Table
 from pipeline.report.paired import paired_t
-from pipeline.report.summary import all_verdicts, claim_verdict, run_name
+from pipeline.report.summary import all_verdicts, claim_verdict, p_text, run_name
 
 EXPRESSION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
@@ -78,8 +78,7 @@ def evaluate(expression: str, runs: dict, seeds: list[int], root: Path) -> str:
                 return f"{(a - b).mean() * 100:+.1f}"
             if op == "wins":
                 return f"{int((a > b).sum())}/{len(seeds)}"
-            p = paired_t(a.tolist(), b.tolist())[1]
-            return "< 0.001" if p < 0.001 else f"{p:.3f}"
+            return p_text(paired_t(a.tolist(), b.tolist())[1])
         if op == "verdict":
             rows = tuple(Row(r, *r.partition("/")[::2]) if "/" in r else Row(r, r)
                          for r in args[:2])

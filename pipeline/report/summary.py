@@ -160,7 +160,8 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:+.1f}"
 
 
-def _p(p: float | None) -> str:
+def p_text(p: float | None) -> str:
+    """A p-value as the report and the findings print it."""
     return "–" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
@@ -191,7 +192,7 @@ def claims_markdown(runs: dict, seeds: list[int]) -> str:
         lines.append(f"| {table.key} | {v.claim.better} > {v.claim.worse} | {paper} | {v.split} "
                      f"| {_pct(v.difference)} | "
                      f"{'–' if v.spread is None else f'{v.spread * 100:.1f}'} | "
-                     f"{v.seeds_agreeing}/{v.seeds} | {v.verdict} | {_p(v.paired_p)} | "
+                     f"{v.seeds_agreeing}/{v.seeds} | {v.verdict} | {p_text(v.paired_p)} | "
                      f"{v.paired} |")
     return "\n".join(lines)
 
