@@ -9,6 +9,9 @@ with the pipeline's models, scored as OVSeg scores it (pipeline/segment/evaluati
         --lambda-json metrics/eval/world_full_lambda.json
         --lambda-csv metrics/eval/world_full_lambda.csv
         --lambda-png metrics/eval/world_full_lambda.png
+        --similarity-cache .cache/name_similarity
+        --confusions-csv metrics/eval/world_full_confusions.csv
+        --confusions-png metrics/eval/world_full_confusions.png
 
 --adapted: the adapted CLIP (its adapted.json names the CLIP folder that goes with the
 prompts). --metrics: for the variants maskformer (proposal net alone), clip (masked-crop
@@ -18,6 +21,10 @@ labelled by the ground truth): mIoU in both formulas, pixel accuracy,
 per-class IoU, mIoU over classes seen and unseen in training; --iou-png: per-class IoU of
 the ensemble; --predictions-png: a few images beside their predictions; --lambda-*: the
 ensemble's mIoU (all, seen, unseen) at each λ of eval.lambda_sweep, from the same pass.
+Every variant and λ also gets Open mIoU (pipeline/segment/open_metrics.py) under the
+class-name similarity eval.open_similarity names (WordNet matrices cached in
+--similarity-cache); --confusions-*: the ensemble's eval.confusions most mislabelled class
+pairs, each with the similarity of the two names.
 The report records the λ and mask threshold used: eval.per_dataset's for the set, else
 eval.ensemble_lambda and eval.mask_threshold. Images go in at eval.short_side; the
 predictions are scored at the label maps' own resolution.
@@ -44,12 +51,15 @@ from pipeline.segment.eval_report import (
     report_files,
     score_lines,
 )
+from pipeline.segment.confusions import top_confusions
 from pipeline.segment.evaluation import confusion_by_variant, resolve_dataset
 from pipeline.segment.segmenter import load_segmenter, segmenter_settings
+from pipeline.similarity.name_similarity import SimilarityError, class_name_similarity
 from stages._start import speak_up, start_stage
 
 PATHS = ("--index", "--proposals", "--base-clip", "--adapted", "--text-cache", "--metrics",
-         "--iou-png", "--predictions-png", "--lambda-json", "--lambda-csv", "--lambda-png")
+         "--iou-png", "--predictions-png", "--lambda-json", "--lambda-csv", "--lambda-png",
+         "--similarity-cache", "--confusions-csv", "--confusions-png")
 
 
 def main(argv=None) -> None:
@@ -64,11 +74,18 @@ def main(argv=None) -> None:
         raise SystemExit(str(e)) from None
     if p.max_images:
         ds.rows = ds.rows[:p.max_images]
-    settings = segmenter_settings(params, canonical_eval_name(args.dataset))
+    canonical, names = canonical_eval_name(args.dataset), list(ds.classes.names)
+    settings = segmenter_settings(params, canonical)
     lam, threshold = settings.ensemble_lambda, settings.mask_threshold
-    segmenter = load_segmenter(list(ds.classes.names), settings, args.proposals, args.adapted,
+    segmenter = load_segmenter(names, settings, args.proposals, args.adapted,
                                args.base_clip, args.text_cache, p.dtype,
                                params.clip.templates, run.device)
+    try:  # before the long pass: a bad similarity file stops the stage at once
+        similarity, similarity_info = class_name_similarity(
+            p.open_similarity_for(canonical), names, canonical,
+            segmenter.clip_text.float().cpu().numpy(), args.similarity_cache)
+    except SimilarityError as e:
+        raise SystemExit(str(e)) from None
     with tqdm(total=len(ds.rows), desc=f"evaluate {args.dataset}", unit="image",
               mininterval=2, disable=not ddp.main) as bar:
         passes = confusion_by_variant(segmenter, ds, p.images_per_batch, p.short_side,
@@ -77,17 +94,23 @@ def main(argv=None) -> None:
     conf, swept, panels = merge_ranks(ddp, *passes, run.device, p.overlays)
     if not ddp.main:
         return
-    report = evaluation_report(args.dataset, ds, conf, lam, threshold, p.short_side)
-    speak_up(one_class_warning(args.dataset, conf["ensemble"], list(ds.classes.names)), params)
-    sweep = lambda_sweep_report(args.dataset, ds, swept, lam, threshold)
-    files = report_files(report, sweep, ds, panels)
+    report = evaluation_report(args.dataset, ds, conf, lam, threshold, p.short_side,
+                               similarity, similarity_info)
+    speak_up(one_class_warning(args.dataset, conf["ensemble"], names), params)
+    sweep = lambda_sweep_report(args.dataset, ds, swept, lam, threshold, similarity)
+    confusions = top_confusions(conf["ensemble"], similarity, names, p.confusions)
+    files = report_files(report, sweep, ds, panels, confusions)
     with staged_outputs(args.metrics, args.iou_png, args.predictions_png, args.lambda_json,
-                        args.lambda_csv, args.lambda_png) as staged:
-        metrics_path, iou_path, predictions_path, sweep_json, sweep_csv, sweep_png = staged
+                        args.lambda_csv, args.lambda_png, args.confusions_csv,
+                        args.confusions_png) as staged:
+        (metrics_path, iou_path, predictions_path, sweep_json, sweep_csv, sweep_png,
+         confusions_csv, confusions_png) = staged
         write_json(metrics_path, report)
         write_json(sweep_json, sweep)
         for path, key in ((iou_path, "iou_png"), (sweep_csv, "lambda_csv"),
-                          (sweep_png, "lambda_png"), (predictions_path, "predictions_png")):
+                          (sweep_png, "lambda_png"), (predictions_path, "predictions_png"),
+                          (confusions_csv, "confusions_csv"),
+                          (confusions_png, "confusions_png")):
             if key in files:  # no overlays asked for: the old predictions picture stays
                 atomic_write_bytes(path, files[key])
     print("\n".join(score_lines(report, p.bottleneck)))

@@ -21,3 +21,14 @@ def real_trees(tmp_path_factory):
     from tests.real_fixtures import make_all
 
     return make_all(tmp_path_factory.mktemp("real"), coco=6, ade=4, pascal=4)
+
+
+@pytest.fixture(scope="session")
+def wordnet():
+    """WordNet 3.0 as the noun miner and Open mIoU read it (`make nltk` installs it)."""
+    from pipeline.mining.nltk_setup import wordnet_reader
+
+    reader = wordnet_reader()
+    if reader is None:
+        pytest.fail("WordNet is not installed: run `make nltk` (see README)")
+    return reader

@@ -206,9 +206,12 @@ def test_the_sweep_at_the_runs_lambda_equals_the_ensemble_from_one_pass(tmp_path
     assert np.array_equal(swept[0.7], conf["ensemble"])
     assert np.array_equal(swept[0.0], conf["maskformer"])  # p_mf^1 * p_clip^0
     assert all(m.sum() == 5 * 12 * 20 for m in swept.values())
-    rows = lambda_sweep_rows(swept, ds)
+    rows = lambda_sweep_rows(swept, ds, np.eye(4))
     assert [r["lambda"] for r in rows] == [0.0, 0.3, 0.7, 1.0]
     assert rows[2]["unseen_miou_d2_legacy"] is not None
+    # with the identity similarity each λ's Open mIoU is its mIoU
+    assert all(r["open_miou_d2_legacy"] == r["miou_d2_legacy"] and
+               r["unseen_open_miou_d2_legacy"] == r["unseen_miou_d2_legacy"] for r in rows)
     csv = lambda_sweep_csv(rows).decode().splitlines()
     assert csv[0].startswith("lambda,miou_d2_legacy,seen_miou_d2_legacy,unseen_miou_d2_legacy")
     assert len(csv) == 5 and csv[3].startswith("0.700000,")
@@ -216,6 +219,6 @@ def test_the_sweep_at_the_runs_lambda_equals_the_ensemble_from_one_pass(tmp_path
 
 def test_a_sweep_row_leaves_undefined_scores_empty(tmp_path):
     ds = eval_set(tmp_path, np.zeros((4, 4), dtype=np.uint8), seen=(True, True))
-    rows = lambda_sweep_rows({0.5: np.array([[16, 0], [0, 0]])}, ds)
+    rows = lambda_sweep_rows({0.5: np.array([[16, 0], [0, 0]])}, ds, np.eye(2))
     assert rows[0]["unseen_miou"] is None and rows[0]["miou"] == 1.0
     assert lambda_sweep_csv(rows).decode().splitlines()[1].split(",")[3] == ""

@@ -43,14 +43,6 @@ CAPTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def wordnet():
-    reader = wordnet_reader()
-    if reader is None:
-        pytest.fail("WordNet is not installed: run `make nltk` (see README)")
-    return reader
-
-
 def lemmas(extractor, caption):
     return [lemma for _, lemma in extractor.extract(caption)]
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from pipeline.params.fields import ParamsError, check_value, join_key, spec
 
-# eval.per_dataset: the keys a dataset may set for itself, over the section's own.
-EVAL_OVERRIDES = ("ensemble_lambda", "mask_threshold")
+# eval.per_dataset: the keys a dataset may set for itself, over the section's own, and
+# their types.
+EVAL_OVERRIDES = {"ensemble_lambda": float, "mask_threshold": float, "open_similarity": str}
 
 
 def _check_per_dataset(key: str, value: dict) -> dict:
-    """eval.per_dataset: {dataset: {ensemble_lambda | mask_threshold: value}}, each value
+    """eval.per_dataset: {dataset: {ensemble_lambda | mask_threshold | open_similarity:
+    value}}, each value
     checked as the section's key of that name. Dataset names are checked against the
     known sets by pipeline/params/checks.py."""
     specs = {f.name: dict(f.metadata) for f in dataclasses.fields(EvalParams)}
@@ -27,9 +29,29 @@ def _check_per_dataset(key: str, value: dict) -> dict:
         if unknown:
             raise ParamsError(f"params: unknown key '{where}.{unknown[0]}'; allowed: "
                               f"{', '.join(EVAL_OVERRIDES)}")
-        out[str(name)] = {k: check_value(join_key(where, k), v, float, specs[k])
+        out[str(name)] = {k: check_value(join_key(where, k), v, EVAL_OVERRIDES[k], specs[k])
                           for k, v in entry.items()}
     return out
+
+
+# eval.open_similarity: the measures pipeline/similarity/name_similarity.py computes.
+OPEN_SIMILARITY_MEASURES = ("wordnet_path", "clip_text", "identity")
+
+
+def open_similarity_error(value: str) -> str | None:
+    """Why `value` cannot be eval.open_similarity (a measure or a user's .csv file), or
+    None if it can."""
+    if value in OPEN_SIMILARITY_MEASURES or value.endswith(".csv"):
+        return None
+    return (f"expected one of {', '.join(OPEN_SIMILARITY_MEASURES)} or a path to a .csv "
+            f"file, got {value!r}")
+
+
+def _check_open_similarity(key: str, value: str) -> str:
+    why = open_similarity_error(value)
+    if why:
+        raise ParamsError(f"params: '{key}': {why}")
+    return value
 
 
 def _check_lambdas(key: str, value: list) -> list:
@@ -66,11 +88,17 @@ class EvalParams:
          "pascal_context_459": {"ensemble_lambda": 0.6},
          "pascal_voc_20": {"ensemble_lambda": 0.45}},
         check=_check_per_dataset,
-        doc="{dataset (canonical name): {ensemble_lambda, mask_threshold}} over the above")
+        doc="{dataset (canonical name): {ensemble_lambda, mask_threshold, open_similarity}} "
+            "over the section's")
     lambda_sweep: list = spec([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
                               check=_check_lambdas,
                               doc="ensemble weights also scored, from the same CLIP pass "
                                   "(OVSeg appendix A.5); empty: off")
+    open_similarity: str = spec(
+        "wordnet_path", check=_check_open_similarity,
+        doc="class-name similarity of Open mIoU: wordnet_path | clip_text | identity | a "
+            "K x K .csv file (pipeline/similarity/name_similarity.py)")
+    confusions: int = spec(20, ge=1, doc="class pairs in metrics/eval/<set>_confusions.*")
     fill: str = spec("mean", choices=("mean", "zero", "none"),
                      doc="masked-crop background; none: crop without the mask, background "
                          "kept (OVSeg appendix A.1)")
@@ -85,6 +113,11 @@ class EvalParams:
     batch_size: int = spec(256, ge=1, doc="masked crops per CLIP forward")
     images_per_batch: int = spec(16, ge=1, doc="images per proposal-net forward")
     threads: int = spec(2, ge=1, le=256)
+
+    def open_similarity_for(self, name: str) -> str:
+        """eval.open_similarity of evaluation set `name` (canonical name): its per_dataset
+        entry's, else the section's."""
+        return self.per_dataset.get(name, {}).get("open_similarity", self.open_similarity)
 
     def settings_for(self, name: str) -> tuple[float, float]:
         """(ensemble_lambda, mask_threshold) of evaluation set `name` (canonical name):

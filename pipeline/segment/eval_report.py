@@ -1,13 +1,17 @@
 """What evaluate@<set> writes, from the confusion matrices of one pass: the report
-(metrics/eval/<set>.json), the λ sweep beside it, their pictures and the lines printed.
+(metrics/eval/<set>.json), the λ sweep beside it, the most confused class pairs, their
+pictures and the lines printed.
 Under torchrun each rank's matrices are summed exactly first (`merge_ranks`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from pipeline.distributed.process_group import Distributed, gather_to_main, sum_over_ranks
 from pipeline.segment.bottleneck import BOTTLENECK_VARIANTS
+from pipeline.segment.confusions import confusions_csv
 from pipeline.segment.evaluation import (
     VARIANTS,
     EvalSet,
@@ -15,7 +19,12 @@ from pipeline.segment.evaluation import (
     lambda_sweep_rows,
     variant_scores,
 )
-from pipeline.segment.view import class_iou_png, lambda_sweep_png, prediction_panels_png
+from pipeline.segment.view import (
+    class_iou_png,
+    confusions_png,
+    lambda_sweep_png,
+    prediction_panels_png,
+)
 
 
 def merge_ranks(ddp: Distributed, conf: dict, swept: dict, panels: list, device,
@@ -29,31 +38,42 @@ def merge_ranks(ddp: Distributed, conf: dict, swept: dict, panels: list, device,
 
 
 def evaluation_report(dataset: str, ds: EvalSet, conf: dict[str, np.ndarray], lam: float,
-                      threshold: float, short_side: int) -> dict:
+                      threshold: float, short_side: int, similarity: np.ndarray,
+                      similarity_info: dict) -> dict:
+    """The report of one set: its size and settings, each variant's scores (Open mIoU
+    under the (K, K) class-name `similarity` among them) and what `similarity_info` says
+    of that similarity."""
     report = {"dataset": dataset, "images": len(ds.rows), "classes": len(ds.classes.names),
               "seen_classes": int(sum(ds.seen)), "ensemble_lambda": lam,
               "mask_threshold": threshold, "short_side": short_side,
-              **variant_scores(conf, ds)}
+              "open_similarity": similarity_info, **variant_scores(conf, ds, similarity)}
     if ds.data_check is not None:  # a real set: what its item check left out
         report["data_check"] = ds.data_check
     return report
 
 
 def lambda_sweep_report(dataset: str, ds: EvalSet, swept: dict[float, np.ndarray],
-                        lam: float, threshold: float) -> dict:
-    """The ensemble's scores at each λ of the sweep, and the best of them."""
-    rows = lambda_sweep_rows(swept, ds)
+                        lam: float, threshold: float, similarity: np.ndarray) -> dict:
+    """The ensemble's scores at each λ of the sweep, and the best of them (by mIoU)."""
+    rows = lambda_sweep_rows(swept, ds, similarity)
     best = max(rows, key=lambda r: r["miou_d2_legacy"] or 0.0, default=None)
     return {"dataset": dataset, "ensemble_lambda": lam, "mask_threshold": threshold,
             "best": best, "rows": rows}
 
 
-def report_files(report: dict, sweep: dict, ds: EvalSet, panels: list) -> dict[str, bytes]:
+def report_files(report: dict, sweep: dict, ds: EvalSet, panels: list,
+                 confusions: list[dict]) -> dict[str, bytes]:
     """The bytes of the per-class IoU picture ("iou_png"), the λ sweep's CSV and picture
-    ("lambda_csv", "lambda_png") and, when there are overlays, the predictions picture
-    ("predictions_png")."""
+    ("lambda_csv", "lambda_png"), the ensemble's most confused class pairs (`confusions`,
+    rows of pipeline/segment/confusions.py: "confusions_csv", "confusions_png") and, when
+    there are overlays, the predictions picture ("predictions_png")."""
     names, ens, dataset = list(ds.classes.names), report["ensemble"], report["dataset"]
-    out = {"iou_png": class_iou_png(
+    similarity = report["open_similarity"]["similarity"]
+    out = {"confusions_csv": confusions_csv(confusions),
+           "confusions_png": confusions_png(
+               confusions, f"{dataset}: the ensemble's most confused class pairs "
+                           f"(similarity: {Path(similarity).name})"),
+           "iou_png": class_iou_png(
                names, list(ens["per_class_iou"].values()), ds.seen,
                f"{dataset}: ensemble mIoU {ens['miou_d2_legacy']:.3f} (detectron2 <= 0.6)"),
            "lambda_csv": lambda_sweep_csv(sweep["rows"]),
@@ -65,14 +85,15 @@ def report_files(report: dict, sweep: dict, ds: EvalSet, panels: list) -> dict[s
 
 
 def score_lines(report: dict, bottleneck: bool) -> list[str]:
-    """One line per variant: mIoU in both formulas, seen and unseen, pixel accuracy."""
+    """One line per variant: mIoU in both formulas, seen and unseen, pixel accuracy, Open
+    mIoU."""
     out = []
     for v in VARIANTS + (BOTTLENECK_VARIANTS if bottleneck else ()):
         s = report[v]
         out.append(f"{report['dataset']} {v:>10}: mIoU {s['miou_d2_legacy']:.3f} (gt-only "
                    f"{s['miou']:.3f}), seen {s['seen']['miou_d2_legacy'] or 0:.3f}, unseen "
                    f"{s['unseen']['miou_d2_legacy'] or 0:.3f}, pixel acc "
-                   f"{s['pixel_accuracy']:.3f}")
+                   f"{s['pixel_accuracy']:.3f}, Open mIoU {s['open']['miou_d2_legacy']:.3f}")
     return out
 
 

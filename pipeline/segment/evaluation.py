@@ -33,6 +33,7 @@ from pipeline.segment.bottleneck import (
     segment_label_map,
 )
 from pipeline.segment.metrics import confusion_matrix, segmentation_scores
+from pipeline.segment.open_metrics import open_segmentation_scores
 from pipeline.segment.two_stage import mask_probs
 
 VARIANTS = ("maskformer", "clip", "ensemble")
@@ -164,35 +165,42 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
     return conf, swept, panels
 
 
-def variant_scores(conf: dict[str, np.ndarray], ds: EvalSet) -> dict[str, dict]:
-    """variant -> segmentation scores, per-class IoU keyed by class name, for each variant
-    of `conf`."""
+def variant_scores(conf: dict[str, np.ndarray], ds: EvalSet,
+                   similarity: np.ndarray) -> dict[str, dict]:
+    """variant -> segmentation scores, per-class IoU keyed by class name, and under "open"
+    Open mIoU with the (K, K) class-name similarity, for each variant of `conf`."""
     out = {}
     for v in conf:
         scores = segmentation_scores(conf[v], np.array(ds.seen))
         scores["per_class_iou"] = dict(zip(ds.classes.names, scores["per_class_iou"]))
+        scores["open"] = open_segmentation_scores(conf[v], similarity, np.array(ds.seen))
         out[v] = scores
     return out
 
 
-def lambda_sweep_rows(swept: dict[float, np.ndarray], ds: EvalSet) -> list[dict]:
+def lambda_sweep_rows(swept: dict[float, np.ndarray], ds: EvalSet,
+                      similarity: np.ndarray) -> list[dict]:
     """One row per λ of the sweep, in increasing λ: the ensemble's mIoU (both formulas)
-    over all, seen and unseen classes, and pixel accuracy (OVSeg appendix A.5's
-    sensitivity to the ensemble weight)."""
+    over all, seen and unseen classes, pixel accuracy (OVSeg appendix A.5's sensitivity
+    to the ensemble weight) and its Open mIoU under the (K, K) name similarity."""
     rows = []
     for lam in sorted(swept):
         s = segmentation_scores(swept[lam], np.array(ds.seen))
+        o = open_segmentation_scores(swept[lam], similarity, np.array(ds.seen))
         row = {"lambda": lam, "miou_d2_legacy": s["miou_d2_legacy"], "miou": s["miou"],
-               "pixel_accuracy": s["pixel_accuracy"]}
+               "pixel_accuracy": s["pixel_accuracy"],
+               "open_miou_d2_legacy": o["miou_d2_legacy"]}
         for part in ("seen", "unseen"):
             row[f"{part}_miou_d2_legacy"] = s[part]["miou_d2_legacy"]
             row[f"{part}_miou"] = s[part]["miou"]
+            row[f"{part}_open_miou_d2_legacy"] = o[part]["miou_d2_legacy"]
         rows.append(row)
     return rows
 
 
 SWEEP_COLUMNS = ("lambda", "miou_d2_legacy", "seen_miou_d2_legacy", "unseen_miou_d2_legacy",
-                 "miou", "seen_miou", "unseen_miou", "pixel_accuracy")
+                 "miou", "seen_miou", "unseen_miou", "pixel_accuracy", "open_miou_d2_legacy",
+                 "seen_open_miou_d2_legacy", "unseen_open_miou_d2_legacy")
 
 
 def lambda_sweep_csv(rows: list[dict]) -> bytes:

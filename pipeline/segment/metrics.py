@@ -29,7 +29,9 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int,
         num_classes, num_classes)
 
 
-def _subset_scores(tp, pos_gt, pos_pred, iou, subset) -> dict:
+def mean_ious(iou, pos_gt, pos_pred, subset) -> dict:
+    """Both mIoU formulas of per-class `iou` (K,) over the classes of `subset` (K,) bool,
+    which classes count decided by the ground-truth and predicted pixel counts (K,)."""
     in_gt = (pos_gt > 0) & subset
     in_either = ((pos_gt + pos_pred) > 0) & subset
     if not in_gt.any():
@@ -37,6 +39,18 @@ def _subset_scores(tp, pos_gt, pos_pred, iou, subset) -> dict:
     return {"miou": float(iou[in_gt].mean()),
             "miou_d2_legacy": float(iou[in_gt].sum() / in_either.sum()),
             "classes_in_gt": int(in_gt.sum())}
+
+
+def mious_by_part(iou: np.ndarray, pos_gt: np.ndarray, pos_pred: np.ndarray,
+                  seen: np.ndarray | None = None) -> dict:
+    """`mean_ious` over all classes and, when `seen` (K,) bool is given, under "seen" and
+    "unseen" over the classes seen and unseen in training."""
+    out = mean_ious(iou, pos_gt, pos_pred, np.ones(len(iou), dtype=bool))
+    if seen is not None:
+        seen = np.asarray(seen, dtype=bool)
+        out["seen"] = mean_ious(iou, pos_gt, pos_pred, seen)
+        out["unseen"] = mean_ious(iou, pos_gt, pos_pred, ~seen)
+    return out
 
 
 def segmentation_scores(conf: np.ndarray, seen: np.ndarray | None = None) -> dict:
@@ -48,11 +62,7 @@ def segmentation_scores(conf: np.ndarray, seen: np.ndarray | None = None) -> dic
     pos_gt, pos_pred = conf.sum(axis=1), conf.sum(axis=0)
     union = pos_gt + pos_pred - tp
     iou = np.divide(tp, union, out=np.zeros_like(tp), where=union > 0)
-    out = _subset_scores(tp, pos_gt, pos_pred, iou, np.ones(len(tp), dtype=bool))
+    out = mious_by_part(iou, pos_gt, pos_pred, seen)
     out["pixel_accuracy"] = float(tp.sum() / pos_gt.sum()) if pos_gt.sum() else None
     out["per_class_iou"] = [float(v) if u > 0 else None for v, u in zip(iou, union)]
-    if seen is not None:
-        seen = np.asarray(seen, dtype=bool)
-        out["seen"] = _subset_scores(tp, pos_gt, pos_pred, iou, seen)
-        out["unseen"] = _subset_scores(tp, pos_gt, pos_pred, iou, ~seen)
     return out

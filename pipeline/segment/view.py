@@ -1,5 +1,6 @@
 """Pictures of segmentations: a label map coloured over its image with a legend of the
-classes it uses, panels of predictions beside ground truth, and a per-class IoU chart."""
+classes it uses, panels of predictions beside ground truth, a per-class IoU chart, the
+λ sweep and the most confused class pairs."""
 
 from __future__ import annotations
 
@@ -92,12 +93,14 @@ def lambda_sweep_png(rows: list[dict], used: float, title: str) -> bytes:
     pipeline/segment/evaluation.py's lambda_sweep_rows; none: a picture saying so."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     lams = [r["lambda"] for r in rows]
-    for key, label, colour in (("miou_d2_legacy", "all", "#222222"),
-                               ("seen_miou_d2_legacy", "seen", "#33658a"),
-                               ("unseen_miou_d2_legacy", "unseen", "#f6ae2d")):
-        ys = [np.nan if r[key] is None else r[key] for r in rows]
+    for key, label, colour, style in (
+            ("miou_d2_legacy", "all", "#222222", "-"),
+            ("seen_miou_d2_legacy", "seen", "#33658a", "-"),
+            ("unseen_miou_d2_legacy", "unseen", "#f6ae2d", "-"),
+            ("open_miou_d2_legacy", "all, Open mIoU", "#222222", ":")):
+        ys = [np.nan if r.get(key) is None else r[key] for r in rows]
         if rows and not np.isnan(ys).all():
-            ax.plot(lams, ys, marker="o", ms=3, lw=1.2, color=colour, label=label)
+            ax.plot(lams, ys, marker="o", ms=3, lw=1.2, color=colour, ls=style, label=label)
     ax.axvline(used, color="#999999", ls="--", lw=1, label=f"used: λ = {used:g}")
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("λ (CLIP's share of the ensemble)")
@@ -106,5 +109,25 @@ def lambda_sweep_png(rows: list[dict], used: float, title: str) -> bytes:
     ax.legend(fontsize=8)
     ax.set_title(title if rows else f"{title}: no sweep (eval.lambda_sweep is empty)",
                  fontsize=9)
+    fig.tight_layout()
+    return figure_png(fig, dpi=90)
+
+
+def confusions_png(rows: list[dict], title: str) -> bytes:
+    """Horizontal bars of the most mislabelled class pairs (pipeline/segment/confusions.py's
+    rows): length the share of all mislabelled pixels, colour the similarity of the two
+    names (light: near-synonyms, partly credited by Open mIoU; dark: unrelated)."""
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.24 * max(len(rows), 1)))
+    cmap = plt.get_cmap("viridis_r")
+    ax.barh(range(len(rows)), [r["share_of_errors"] for r in rows],
+            color=[cmap(r["similarity"]) for r in rows])
+    ax.set_yticks(range(len(rows)),
+                  [f"{r['ground_truth'].split(',')[0]} → {r['predicted'].split(',')[0]} "
+                   f"({r['similarity']:.2f})" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of all mislabelled pixels (ground truth → predicted (similarity))")
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=cmap), ax=ax,
+                 label="name similarity", fraction=0.04)
+    ax.set_title(title if rows else f"{title}: no mislabelled pixels", fontsize=9)
     fig.tight_layout()
     return figure_png(fig, dpi=90)
