@@ -234,7 +234,7 @@ def test_a_perfect_prediction_has_no_confusions():
 def test_shipped_synset_files_are_valid_json_with_a_gloss_for_each_entry():
     from importlib import resources
 
-    folder = resources.files("pipeline") / "classnames" / SYNSET_DIR
+    folder = resources.files("pipeline.similarity") / SYNSET_DIR
     files = sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
     assert set(files) >= {f"{d}.json" for d in BENCHMARKS} | {"world.json"}
     for name in files:

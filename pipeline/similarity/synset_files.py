@@ -1,4 +1,4 @@
-"""Write the shipped synset files, `pipeline/classnames/synsets/<set>.json`
+"""Write the shipped synset files, `pipeline/similarity/wordnet_synsets/<set>.json`
 (pipeline/similarity/synsets.py says what they hold): the automatic pick for every class,
 each with its WordNet gloss for a reader checking it, keeping the entries set by hand.
 
@@ -54,7 +54,7 @@ def main(argv=None) -> None:
     wordnet = wordnet_reader()
     if wordnet is None:
         raise SystemExit(INSTALL_HELP)
-    folder = Path(__file__).resolve().parents[1] / "classnames" / SYNSET_DIR
+    folder = Path(__file__).resolve().parent / SYNSET_DIR
     folder.mkdir(exist_ok=True)
     for name in args.sets:
         path = folder / f"{name}.json"

@@ -1,7 +1,7 @@
 """Class names to WordNet synsets, the nodes between which Open mIoU's WordNet similarity
 is measured (pipeline/similarity/wordnet_similarity.py).
 
-A shipped synset file, `pipeline/classnames/synsets/<set>.json`, maps every class of a
+A shipped synset file, `pipeline/similarity/wordnet_synsets/<set>.json`, maps every class of a
 benchmark (and of the synthetic world) to one noun synset:
 
     {"name": "ade20k_150", "wordnet": "3.0", "classes": [
@@ -36,7 +36,7 @@ PHYSICAL_LEXNAMES = (
                "noun.Tops"}),
     frozenset({"noun.person", "noun.group"}),
 )
-SYNSET_DIR = "synsets"  # under pipeline/classnames
+SYNSET_DIR = "wordnet_synsets"  # under pipeline/similarity
 # Evaluation sets that share one synset file: the synthetic world's two splits.
 SYNSET_FILE_OF = {"world_full": "world", "world_things": "world"}
 
@@ -77,7 +77,7 @@ def synset_file_name(dataset: str) -> str:
 def shipped_synsets(dataset: str) -> dict[str, str | None]:
     """class name -> synset name from the shipped file of `dataset` (a canonical eval set
     name, or "world"); {} when the project ships none for it."""
-    ref = resources.files("pipeline") / "classnames" / SYNSET_DIR / \
+    ref = resources.files("pipeline.similarity") / SYNSET_DIR / \
         f"{synset_file_name(dataset)}.json"
     if not ref.is_file():
         return {}
