@@ -142,5 +142,12 @@ def check_evaluation(work: Path) -> None:
             s = report[variant]
             assert 0 <= s["miou_d2_legacy"] <= s["miou"] <= 1  # the legacy mean divides by more
             assert {"seen", "unseen", "pixel_accuracy", "per_class_iou"} <= set(s)
-        for png in (f"{ds}_iou.png", f"{ds}_predictions.png"):
+            # partial credit only raises a class's IoU (tests/test_open_metrics.py)
+            assert s["miou_d2_legacy"] <= s["open"]["miou_d2_legacy"] <= 1
+        assert report["open_similarity"]["similarity"] == "wordnet_path"
+        assert report["open_similarity"]["without_synset"] == []
+        head = (work / f"metrics/eval/{ds}_confusions.csv").read_text().splitlines()[0]
+        assert head == "rank,ground_truth,predicted,pixels,share_of_errors,share_of_class," \
+                       "similarity"
+        for png in (f"{ds}_iou.png", f"{ds}_predictions.png", f"{ds}_confusions.png"):
             assert (work / "metrics/eval" / png).read_bytes()[:4] == b"\x89PNG"

@@ -83,6 +83,17 @@ def test_a_hand_computed_matrix_gives_the_papers_value():
     assert all(o >= p for o, p in zip(iou, plain))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_partial_credit_never_lowers_a_class_iou_or_the_mean(seed):
+    # TP gains what FN loses and FP only shrinks, so each IoU can only rise
+    rng = np.random.default_rng(seed)
+    conf, s = random_confusion(rng, 6), random_similarity(rng, 6)
+    plain = segmentation_scores(conf)
+    iou = open_class_iou(conf, s)[0]
+    assert all(o >= (p or 0.0) - 1e-12 for o, p in zip(iou, plain["per_class_iou"]))
+    assert open_segmentation_scores(conf, s)["miou_d2_legacy"] >= plain["miou_d2_legacy"]
+
+
 def test_open_iou_matches_a_pixel_by_pixel_count():
     rng = np.random.default_rng(3)
     k = 5

@@ -158,3 +158,31 @@ def test_the_committed_report_is_what_render_makes_of_the_committed_runs(tmp_pat
     make_tables.render(None)
     for page in ("paper_tables.md", "paper_tables_findings.md"):  # findings: every number
         assert (tmp_path / page).read_text() == (committed / page).read_text(), page
+
+
+def test_a_claim_that_rests_on_near_synonyms_changes_verdict_under_open_miou():
+    """A beats B under mIoU on every seed, B beats A under Open mIoU (B's mistakes were
+    near-synonyms): the Open mIoU section says the check changed; runs without Open mIoU
+    leave the section saying so."""
+    from pipeline.report.summary import open_claims_markdown
+
+    def report(e, s):
+        miou = 0.50 + 0.01 * s if e == "mpt_only" else 0.40 + 0.01 * s
+        open_ = 0.52 + 0.01 * s if e == "mpt_only" else 0.60 + 0.01 * s
+        r = eval_report(miou)
+        for v in ("ensemble", "clip", "maskformer"):
+            r[v]["open"] = {"miou_d2_legacy": open_, "miou": open_}
+        r["open_similarity"] = {"similarity": "wordnet_path"}
+        return r
+
+    runs = {run_name(e, s): trimmed({f"metrics/eval/{split}.json": report(e, s)
+                                     for split in SPLITS})
+            for e in EXPERIMENTS for s in (0, 1, 2)}
+    text = open_claims_markdown(runs, [0, 1, 2])
+    row = next(line for line in text.splitlines() if "| MPT only > base CLIP | world_full" in line)
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[3:5] == ["+10.0", "reproduced"]
+    assert cells[6:8] == ["-8.0", "opposite"] and cells[9] == "**yes**"
+    assert "Similarity: eval.open_similarity of each run (wordnet_path)" in text
+    assert "No claim can be judged on Open mIoU yet: 0 of" in open_claims_markdown(
+        fake_runs(lambda e, s: 0.5), [0, 1, 2])

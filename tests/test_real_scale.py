@@ -90,6 +90,16 @@ def test_preset_runs_every_stage_on_real_layouts(tmp_path):
         assert 0 <= report["ensemble"]["miou"] <= 1
         sweep = pd.read_csv(work / f"metrics/eval/{name}_lambda.csv")
         assert sweep["lambda"].tolist() == [0.0, 0.6, 1.0]
+        # every real class has its shipped synset; partial credit only raises the score
+        ens, info = report["ensemble"], report["open_similarity"]
+        assert info["automatic_synsets"] == 0 and info["without_synset"] == []
+        assert ens["miou_d2_legacy"] <= ens["open"]["miou_d2_legacy"] <= 1
+        assert (sweep["open_miou_d2_legacy"] >= sweep["miou_d2_legacy"] - 1e-9).all()
+        confusions = pd.read_csv(work / f"metrics/eval/{name}_confusions.csv")
+        assert len(confusions) <= 20 and confusions["similarity"].between(0, 1).all()
+        print(f"{name}: ensemble mIoU {ens['miou_d2_legacy']:.4f}, Open mIoU "
+              f"{ens['open']['miou_d2_legacy']:.4f}; most confused:\n"
+              f"{confusions.head(5).to_string(index=False)}")
 
     # The heavy data stages again as 2 torchrun processes (gloo), each taking its share of
     # the chunks (or evaluation batches): the bytes of the single process above.
