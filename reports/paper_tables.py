@@ -2,6 +2,7 @@
 pipeline/report/ablations.py as a `dvc exp run` on each world seed, then the report.
 
     python -m reports.paper_tables run [--seeds 0 1 2 3 4] [--only default base ...]
+        [--runs reports/paper_tables/open_runs.json]
     python -m reports.paper_tables render [--exp-show dump.json]
 
 run: each (experiment, seed) not yet in reports/paper_tables/runs.json runs as
@@ -15,6 +16,9 @@ entries (or the file) to run them again.
 render: reports/paper_tables.md and .png from runs.json (plus, with --exp-show, the
 experiments of a saved `dvc exp show --json` listing), and reports/paper_tables_findings.md
 from its template, every number of it computed from the runs (pipeline/report/findings.py).
+The report's section on Open mIoU reads reports/paper_tables/open_runs.json when it
+exists: runs made (`run --runs ...`) after evaluations began to write Open mIoU, judged
+there on mIoU and Open mIoU from the same runs, so a changed verdict is the metric's doing.
 A diagnostic run the findings cite is an experiment of pipeline/report/ablations.py that no
 table reads, run with `--only`, so it is stored in runs.json with its overrides and commit
 as the table runs are.
@@ -45,6 +49,7 @@ from pipeline.report.summary import (
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "reports"
 RUNS = OUT / "paper_tables" / "runs.json"
+OPEN_RUNS = OUT / "paper_tables" / "open_runs.json"  # runs that recorded Open mIoU (issue 32)
 FINDINGS = REPO / "reports" / "paper_tables_findings.template.md"
 SEEDS = (0, 1, 2, 3, 4)  # issue 30: a claim can hold on 5 of 5 seeds
 HEADER = """# OVSeg's tables on the miniature
@@ -57,8 +62,9 @@ CLIP, ensemble mIoU on the world's two evaluation splits unless the row names a 
 """
 
 
-def load_runs() -> dict:
-    return json.loads(RUNS.read_text()) if RUNS.is_file() else {}
+def load_runs(path: Path | None = None) -> dict:
+    path = path or RUNS
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def dvc(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
@@ -87,17 +93,18 @@ def run_one(experiment: str, seed: int) -> dict:
             "seconds": round(seconds, 1), "metrics": trimmed(metrics)}
 
 
-def run(seeds: list[int], only: list[str] | None) -> None:
-    runs = load_runs()
+def run(seeds: list[int], only: list[str] | None, path: Path | None = None) -> None:
+    path = path or RUNS
+    runs = load_runs(path)
     todo = [(e, s) for s in seeds for e in (only or table_experiments())
             if run_name(e, s) not in runs]
-    print(f"{len(todo)} experiment runs to do, {len(runs)} already in {RUNS.relative_to(REPO)}")
+    print(f"{len(todo)} experiment runs to do, {len(runs)} already in {path}")
     for k, (experiment, seed) in enumerate(todo):
         print(f"[{k + 1}/{len(todo)}] {run_name(experiment, seed)}: "
               f"{EXPERIMENTS[experiment] or 'params.yaml as it is'}", flush=True)
         runs[run_name(experiment, seed)] = run_one(experiment, seed)
-        RUNS.parent.mkdir(parents=True, exist_ok=True)
-        write_json(RUNS, dict(sorted(runs.items())))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, dict(sorted(runs.items())))
 
 
 def complete_seeds(runs: dict[str, dict]) -> tuple[list[int], list[int]]:
@@ -105,6 +112,16 @@ def complete_seeds(runs: dict[str, dict]) -> tuple[list[int], list[int]]:
     seeds = sorted({s for s in map(seed_of, runs) if s is not None})
     done = [s for s in seeds if all(run_name(e, s) in runs for e in table_experiments())]
     return done, [s for s in seeds if s not in done]
+
+
+def _about(saved: dict) -> str:
+    """Where a runs file's runs came from: how many, their experiments, seeds and commits."""
+    experiments = sorted({r["experiment"] for r in saved.values()})
+    seeds = sorted({r["seed"] for r in saved.values()})
+    commits = sorted({r["commit"][:7] for r in saved.values() if r.get("commit")})
+    return (f"{len(saved)} runs in `{OPEN_RUNS.relative_to(REPO)}` ({', '.join(experiments)}; "
+            f"seeds {', '.join(map(str, seeds))}; commit {', '.join(commits)}; "
+            f"{sum(r.get('seconds', 0) for r in saved.values()) / 60:.0f} minutes)")
 
 
 def render(exp_show: Path | None) -> None:
@@ -126,7 +143,12 @@ def render(exp_show: Path | None) -> None:
                    f"{', '.join(map(str, partial))}.\n")
     if not seeds:  # nothing complete yet: the rows show what has run
         seeds = partial
-    atomic_write_bytes(OUT / "paper_tables.md", report_markdown(runs, seeds, header).encode())
+    open_saved = load_runs(OPEN_RUNS)
+    open_runs = {k: r["metrics"] for k, r in open_saved.items()} if open_saved else None
+    if open_runs is not None:
+        open_runs["_about"] = _about(open_saved)
+    atomic_write_bytes(OUT / "paper_tables.md",
+                       report_markdown(runs, seeds, header, open_runs).encode())
     atomic_write_bytes(OUT / "paper_tables.png", report_png(runs, seeds))
     if FINDINGS.is_file():
         atomic_write_bytes(OUT / "paper_tables_findings.md",
@@ -142,11 +164,14 @@ def main(argv=None) -> None:
     r = sub.add_parser("run")
     r.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     r.add_argument("--only", nargs="+", choices=list(EXPERIMENTS))
+    r.add_argument("--runs", type=Path,
+                   help=f"the runs file to add to (default {RUNS.relative_to(REPO)}; "
+                        f"{OPEN_RUNS.relative_to(REPO)}: runs for the Open mIoU section)")
     g = sub.add_parser("render")
     g.add_argument("--exp-show", type=Path)
     args = ap.parse_args(argv)
     if args.command == "run":
-        run(args.seeds, args.only)
+        run(args.seeds, args.only, args.runs.resolve() if args.runs else None)
     else:
         render(args.exp_show)
 

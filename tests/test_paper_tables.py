@@ -141,10 +141,12 @@ def test_the_rendered_report_names_the_commits_its_runs_ran_at(tmp_path, monkeyp
              for i, (name, m) in enumerate(runs.items())}
     monkeypatch.setattr(make_tables, "OUT", tmp_path)
     monkeypatch.setattr(make_tables, "RUNS", tmp_path / "runs.json")
+    monkeypatch.setattr(make_tables, "OPEN_RUNS", tmp_path / "open_runs.json")
     monkeypatch.setattr(make_tables, "FINDINGS", tmp_path / "no_findings.template.md")
     (tmp_path / "runs.json").write_text(json.dumps(saved))
     make_tables.render(None)
     md = (tmp_path / "paper_tables.md").read_text()
+    assert "No claim can be judged on Open mIoU yet: 0 of" in md
     assert f"{len(runs)} runs; their `dvc exp run` wall time on the machine that ran them: " \
            f"{len(runs)} minutes; run at commits aaaaaaa, bbbbbbb." in md
 
@@ -184,5 +186,10 @@ def test_a_claim_that_rests_on_near_synonyms_changes_verdict_under_open_miou():
     assert cells[3:5] == ["+10.0", "reproduced"]
     assert cells[6:8] == ["-8.0", "opposite"] and cells[9] == "**yes**"
     assert "Similarity: eval.open_similarity of each run (wordnet_path)" in text
+    # the report takes the section from separate runs when given, over their own seeds
+    md = report_markdown(fake_runs(lambda e, s: 0.5), [0, 1, 2], "",
+                         {**runs, "_about": "36 runs somewhere"})
+    assert "From 36 runs somewhere: mIoU and Open mIoU of the same runs" in md
+    assert "| MPT only > base CLIP | world_full | +10.0 | reproduced" in md
     assert "No claim can be judged on Open mIoU yet: 0 of" in open_claims_markdown(
         fake_runs(lambda e, s: 0.5), [0, 1, 2])

@@ -187,8 +187,9 @@ def table_markdown(table: Table, runs: dict, seeds: list[int]) -> str:
 
 
 def open_claims_markdown(runs: dict, seeds: list[int]) -> str:
-    """Each claim check judged on Open mIoU beside its mIoU verdicts, and which change; or
-    a line saying how many runs recorded Open mIoU when the seeds' runs do not all."""
+    """Each claim check whose runs recorded Open mIoU on every seed, judged on it beside
+    its mIoU verdicts from the same runs, and which change; or a line saying how many runs
+    recorded Open mIoU when no check has it on every seed."""
     lines = ["| table | claim | split | mIoU A − B | verdict | paired | Open mIoU A − B | "
              "verdict | paired | changed |", "|---|---|---|---|---|---|---|---|---|---|"]
     changed = judged = 0
@@ -236,8 +237,23 @@ def claims_markdown(runs: dict, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(runs: dict, seeds: list[int], header: str = "") -> str:
-    """The whole report: the claims table, then each table with the paper's numbers."""
+def open_section(runs: dict, seeds: list[int], open_runs: dict | None) -> str:
+    """The claims under Open mIoU: from `open_runs` (runs made once evaluations wrote Open
+    mIoU; its "_about" entry says where they came from) over their own seeds, else from
+    the report's runs."""
+    if not open_runs:
+        return open_claims_markdown(runs, seeds)
+    about = open_runs.get("_about", "")
+    runs = {k: v for k, v in open_runs.items() if k != "_about"}
+    own = sorted({s for s in map(seed_of, runs) if s is not None})
+    return (f"From {about}: mIoU and Open mIoU of the same runs, so a changed verdict is "
+            f"the metric's doing.\n\n" + open_claims_markdown(runs, own))
+
+
+def report_markdown(runs: dict, seeds: list[int], header: str = "",
+                    open_runs: dict | None = None) -> str:
+    """The whole report: the claims table, the claims under Open mIoU (from `open_runs`
+    where given), then each table with the paper's numbers."""
     verdicts = [v for _, v in all_verdicts(runs, seeds)]
     done = sum(v.reproduced is not None for v in verdicts)
     ok = sum(bool(v.reproduced) for v in verdicts)
@@ -259,7 +275,7 @@ def report_markdown(runs: dict, seeds: list[int], header: str = "") -> str:
              "Open mIoU (Zhou et al. 2023) gives a wrong label partial credit by the "
              "similarity of the two class names (README, \"Open mIoU\"). A claim that "
              "holds under mIoU but not under Open mIoU rests on mistakes between "
-             "near-synonyms.", "", open_claims_markdown(runs, seeds), "", "## Tables", ""]
+             "near-synonyms.", "", open_section(runs, seeds, open_runs), "", "## Tables", ""]
     parts += [table_markdown(t, runs, seeds) + "\n" for t in TABLES]
     return "\n".join(parts).strip() + "\n"
 
