@@ -1,0 +1,106 @@
+"""COCO run-length encoding with torch ops, on whatever device the masks are on (issue 31):
+the proposals' masks go from the network to parquet bytes without a trip through
+pycocotools' one-mask-at-a-time C loop, and come back to masks the same way. The bytes are
+pycocotools' own (`mask.encode` / `mask.decode`), so the parquet stays readable by it.
+
+COCO RLE reads a (H, W) mask column by column (Fortran order) and stores the lengths of
+its alternating runs, zeros first (a mask starting with 1 begins with a 0-length run).
+The compressed string stores each count, less the count two before it from the fourth
+on, in 5-bit groups, lowest first, 0x20 marking "more follows", each group plus 48 as a
+character (pycocotools' `rleToString`).
+
+Runs on the device: run boundaries are where a pixel differs from the one before (`diff`
+and `nonzero` over the whole batch at once), counts their differences; decoding is one
+`repeat_interleave`. Only the counts cross to the host, where the string is built with
+numpy over all counts at once. On the CPU pycocotools stays faster (100 masks of 480 x 640
+on 2 cores: encode 45 ms against 215 ms here, decode 28 against 246): this is for masks
+that are on a GPU, where copying them to the host is the cost. Not yet wired into
+extract_proposals or mine_pairs (issue 31, item 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_GROUPS = 7  # 5-bit groups: enough for any count difference of a 2^31-pixel mask
+
+
+def rle_counts(masks: torch.Tensor) -> list[np.ndarray]:
+    """(N, H, W) bool masks on any device -> N int64 count arrays, COCO's run lengths of
+    each mask read column by column (zeros first)."""
+    n, h, w = masks.shape
+    length = h * w
+    flat = masks.transpose(1, 2).reshape(n, length)  # (N, W*H): Fortran order per mask
+    if n == 0:
+        return []
+    if length == 0:
+        return [np.zeros(1, dtype=np.int64) for _ in range(n)]
+    # a change at column j: pixel j differs from pixel j-1 (pixel -1 counts as 0)
+    before = torch.cat([flat.new_zeros((n, 1)), flat[:, :-1]], dim=1)
+    rows, cols = torch.nonzero(flat != before, as_tuple=True)
+    starts = torch.arange(n, device=flat.device) * length
+    bounds = torch.cat([starts, rows * length + cols,
+                        torch.tensor([n * length], device=flat.device)])
+    counts = torch.diff(torch.sort(bounds).values)  # (N + changes,)
+    per_mask = (torch.bincount(rows, minlength=n) + 1).cpu().tolist()
+    return [c.numpy() for c in torch.split(counts.cpu(), per_mask)]
+
+
+def counts_string(counts: np.ndarray) -> bytes:
+    """pycocotools' compressed string of one mask's counts (int64 array)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    x = counts.copy()
+    x[3:] -= counts[1:-2]  # from the fourth count on: less the count two before
+    chars = np.zeros((len(x), _GROUPS), dtype=np.int64)
+    keep = np.zeros((len(x), _GROUPS), dtype=bool)
+    active = np.ones(len(x), dtype=bool)
+    for g in range(_GROUPS):
+        c = x & 0x1F
+        x = x >> 5  # arithmetic shift: negatives stay negative, as in C
+        more = np.where(c & 0x10, x != -1, x != 0) & active
+        chars[:, g] = np.where(more, c | 0x20, c) + 48
+        keep[:, g] = active
+        active = more
+    return chars[keep].astype(np.uint8).tobytes()
+
+
+def encode(masks: torch.Tensor) -> list[bytes]:
+    """(N, H, W) bool masks on any device -> N compressed COCO count strings, equal to
+    pycocotools' `mask.encode(np.asfortranarray(...))["counts"]`."""
+    return [counts_string(c) for c in rle_counts(masks)]
+
+
+def string_counts(text: bytes) -> np.ndarray:
+    """The counts of one compressed COCO string (the inverse of `counts_string`)."""
+    b = np.frombuffer(text, dtype=np.uint8).astype(np.int64) - 48
+    last = (b & 0x20) == 0  # the last group of each count
+    count_of = np.concatenate([[0], np.cumsum(last)[:-1]])  # which count each group is in
+    first = np.concatenate([[True], last[:-1]])
+    group = np.arange(len(b)) - np.maximum.accumulate(np.where(first, np.arange(len(b)), 0))
+    x = np.zeros(int(last.sum()), dtype=np.int64)
+    np.bitwise_or.at(x, count_of, (b & 0x1F) << (5 * group))
+    negative = last & ((b & 0x10) != 0)  # sign-extend from the last group
+    x[count_of[negative]] |= -1 << (5 * (group[negative] + 1))
+    counts = x.copy()  # undo the differences: each parity's counts from index 1 / 2 add up
+    counts[1::2] = np.cumsum(x[1::2])
+    counts[2::2] = np.cumsum(x[2::2])
+    return counts
+
+
+def decode(texts: list[bytes], height: int, width: int,
+           device: torch.device | str = "cpu") -> torch.Tensor:
+    """N compressed COCO strings of (height, width) masks -> (N, height, width) bool on
+    `device`, equal to pycocotools' `mask.decode`."""
+    if not texts:
+        return torch.zeros((0, height, width), dtype=torch.bool, device=device)
+    counts = [string_counts(t) for t in texts]
+    sizes = [int(c.sum()) for c in counts]
+    bad = [i for i, s in enumerate(sizes) if s != height * width]
+    if bad:
+        raise ValueError(f"RLE {bad[0]} covers {sizes[bad[0]]} pixels, not {height} x "
+                         f"{width} = {height * width} (a mask of another size?)")
+    lengths = torch.from_numpy(np.concatenate(counts)).to(device)
+    values = torch.cat([torch.arange(len(c), device=device) % 2 for c in counts]).bool()
+    flat = torch.repeat_interleave(values, lengths)  # (N * W * H,)
+    return flat.reshape(len(texts), width, height).transpose(1, 2)
