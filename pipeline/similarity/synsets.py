@@ -1,8 +1,8 @@
 """Class names to WordNet synsets, the nodes between which Open mIoU's WordNet similarity
 is measured (pipeline/similarity/wordnet_similarity.py).
 
-A shipped synset file, `pipeline/similarity/wordnet_synsets/<set>.json`, maps every class of a
-benchmark (and of the synthetic world) to one noun synset:
+A shipped synset file, `pipeline/similarity/wordnet_synsets/<set>.json`, maps every class
+of a benchmark (and of the synthetic world) to one noun synset:
 
     {"name": "ade20k_150", "wordnet": "3.0", "classes": [
         {"name": "plant", "synset": "plant.n.02", "by": "hand",
@@ -10,11 +10,11 @@ benchmark (and of the synthetic world) to one noun synset:
 
 "by" says how the synset was chosen: "first sense" (WordNet's most frequent noun sense of
 the first synonym found in WordNet), "first physical sense" (the first sense that names
-a thing one can see, when the most frequent does not: "pool table" is fine, "building"'s
-first sense is too, but "earth"'s most frequent sense is the planet), "head noun" (the
-phrase is not in WordNet, its last word is: "crt screen" -> screen) or "hand" (checked
-and set by hand where the automatic pick is wrong: ADE's "plant" is flora, not a
-factory). `python -m pipeline.similarity.synset_files <set>` rewrites the automatic
+a thing one can see, when the most frequent does not: "table"'s most frequent sense is a
+table of data, "van"'s the vanguard), "head noun" (the phrase is not in WordNet, its last
+word is: "crt screen" -> screen) or "hand" (checked and set by hand where the automatic
+pick is wrong: ADE's "plant" is flora, not a factory; "earth, ground" the ground, not
+the planet). `python -m pipeline.similarity.synset_files <set>` rewrites the automatic
 entries of a file and keeps the "hand" ones.
 
 Names no file lists (a user's own class list) get the automatic pick at evaluation time.
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+
+from pipeline.clip.text_classifier import split_synonyms
 
 # Lexicographer files of things one can point at in an image (WordNet 3.0 lexnames), in
 # two tiers: objects first, then people and groups, which a class name means less often
@@ -41,11 +43,6 @@ SYNSET_DIR = "wordnet_synsets"  # under pipeline/similarity
 SYNSET_FILE_OF = {"world_full": "world", "world_things": "world"}
 
 
-def synonyms(name: str) -> list[str]:
-    """"road, route" -> ["road", "route"] (as the text classifier splits them)."""
-    return [s.strip() for s in name.split(",") if s.strip()]
-
-
 def _lemma(word: str) -> str:
     return word.strip().lower().replace(" ", "_").replace("-", "_")
 
@@ -56,7 +53,7 @@ def automatic_synset(wordnet, name: str) -> tuple[str | None, str]:
     synonym is in WordNet, the same for the last word of each synonym; (None, "none") when
     nothing is."""
     for by_head in (False, True):
-        for word in synonyms(name):
+        for word in split_synonyms(name):
             lemma = _lemma(word.split()[-1] if by_head else word)
             senses = wordnet.synsets(lemma, pos="n")
             if not senses:
