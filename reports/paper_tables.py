@@ -114,14 +114,20 @@ def complete_seeds(runs: dict[str, dict]) -> tuple[list[int], list[int]]:
     return done, [s for s in seeds if s not in done]
 
 
+def _minutes_and_commits(saved: dict) -> tuple[float, list[str]]:
+    """The runs' summed `dvc exp run` wall time in minutes, and their commits (short)."""
+    minutes = sum(r.get("seconds", 0) for r in saved.values()) / 60
+    return minutes, sorted({r["commit"][:7] for r in saved.values() if r.get("commit")})
+
+
 def _about(saved: dict) -> str:
     """Where a runs file's runs came from: how many, their experiments, seeds and commits."""
     experiments = sorted({r["experiment"] for r in saved.values()})
     seeds = sorted({r["seed"] for r in saved.values()})
-    commits = sorted({r["commit"][:7] for r in saved.values() if r.get("commit")})
+    minutes, commits = _minutes_and_commits(saved)
     return (f"{len(saved)} runs in `{OPEN_RUNS.relative_to(REPO)}` ({', '.join(experiments)}; "
             f"seeds {', '.join(map(str, seeds))}; commit {', '.join(commits)}; "
-            f"{sum(r.get('seconds', 0) for r in saved.values()) / 60:.0f} minutes)")
+            f"{minutes:.0f} minutes)")
 
 
 def render(exp_show: Path | None) -> None:
@@ -131,10 +137,9 @@ def render(exp_show: Path | None) -> None:
         runs.update({k: trimmed(m) for k, m in
                      experiments_in(json.loads(exp_show.read_text())).items()})
     seeds, partial = complete_seeds(runs)
-    seconds = sum(r.get("seconds", 0) for r in saved.values())
-    commits = sorted({r["commit"][:7] for r in saved.values() if r.get("commit")})
+    minutes, commits = _minutes_and_commits(saved)
     header = HEADER + (f"\n{len(runs)} runs; their `dvc exp run` wall time on the machine "
-                       f"that ran them: {seconds / 60:.0f} minutes"
+                       f"that ran them: {minutes:.0f} minutes"
                        + (f"; run at commit{'s' * (len(commits) > 1)} {', '.join(commits)}"
                           if commits else "")
                        + ".\n" if runs else "")
@@ -144,11 +149,9 @@ def render(exp_show: Path | None) -> None:
     if not seeds:  # nothing complete yet: the rows show what has run
         seeds = partial
     open_saved = load_runs(OPEN_RUNS)
-    open_runs = {k: r["metrics"] for k, r in open_saved.items()} if open_saved else None
-    if open_runs is not None:
-        open_runs["_about"] = _about(open_saved)
-    atomic_write_bytes(OUT / "paper_tables.md",
-                       report_markdown(runs, seeds, header, open_runs).encode())
+    open_runs = {k: r["metrics"] for k, r in open_saved.items()}
+    atomic_write_bytes(OUT / "paper_tables.md", report_markdown(
+        runs, seeds, header, open_runs, _about(open_saved) if open_saved else "").encode())
     atomic_write_bytes(OUT / "paper_tables.png", report_png(runs, seeds))
     if FINDINGS.is_file():
         atomic_write_bytes(OUT / "paper_tables_findings.md",

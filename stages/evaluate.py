@@ -43,6 +43,7 @@ from tqdm import tqdm
 from pipeline.data.eval_datasets import canonical_eval_name
 from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
+from pipeline.segment.confusions import top_confusions
 from pipeline.segment.eval_report import (
     evaluation_report,
     lambda_sweep_report,
@@ -51,7 +52,6 @@ from pipeline.segment.eval_report import (
     report_files,
     score_lines,
 )
-from pipeline.segment.confusions import top_confusions
 from pipeline.segment.evaluation import confusion_by_variant, resolve_dataset
 from pipeline.segment.segmenter import load_segmenter, segmenter_settings
 from pipeline.similarity.name_similarity import SimilarityError, class_name_similarity

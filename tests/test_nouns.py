@@ -1,6 +1,5 @@
 import pytest
 
-from pipeline.mining.nltk_setup import wordnet_reader
 from pipeline.mining.nouns import NounExtractor, tokenize
 
 # (caption, expected noun lemmas in order) - COCO-style captions, including plurals,

@@ -187,8 +187,8 @@ def test_a_claim_that_rests_on_near_synonyms_changes_verdict_under_open_miou():
     assert cells[6:8] == ["-8.0", "opposite"] and cells[9] == "**yes**"
     assert "Similarity: eval.open_similarity of each run (wordnet_path)" in text
     # the report takes the section from separate runs when given, over their own seeds
-    md = report_markdown(fake_runs(lambda e, s: 0.5), [0, 1, 2], "",
-                         {**runs, "_about": "36 runs somewhere"})
+    md = report_markdown(fake_runs(lambda e, s: 0.5), [0, 1, 2], "", runs,
+                         "36 runs somewhere")
     assert "From 36 runs somewhere: mIoU and Open mIoU of the same runs" in md
     assert "| MPT only > base CLIP | world_full | +10.0 | reproduced" in md
     assert "No claim can be judged on Open mIoU yet: 0 of" in open_claims_markdown(

@@ -237,23 +237,23 @@ def claims_markdown(runs: dict, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def open_section(runs: dict, seeds: list[int], open_runs: dict | None) -> str:
+def open_section(runs: dict, seeds: list[int], open_runs: dict | None,
+                 open_about: str) -> str:
     """The claims under Open mIoU: from `open_runs` (runs made once evaluations wrote Open
-    mIoU; its "_about" entry says where they came from) over their own seeds, else from
-    the report's runs."""
+    mIoU; `open_about` says where they came from) over their own seeds, else from the
+    report's runs."""
     if not open_runs:
         return open_claims_markdown(runs, seeds)
-    about = open_runs.get("_about", "")
-    runs = {k: v for k, v in open_runs.items() if k != "_about"}
-    own = sorted({s for s in map(seed_of, runs) if s is not None})
-    return (f"From {about}: mIoU and Open mIoU of the same runs, so a changed verdict is "
-            f"the metric's doing.\n\n" + open_claims_markdown(runs, own))
+    own = sorted({s for s in map(seed_of, open_runs) if s is not None})
+    return (f"From {open_about}: mIoU and Open mIoU of the same runs, so a changed verdict "
+            f"is the metric's doing.\n\n" + open_claims_markdown(open_runs, own))
 
 
 def report_markdown(runs: dict, seeds: list[int], header: str = "",
-                    open_runs: dict | None = None) -> str:
+                    open_runs: dict | None = None, open_about: str = "") -> str:
     """The whole report: the claims table, the claims under Open mIoU (from `open_runs`
-    where given), then each table with the paper's numbers."""
+    where given, `open_about` saying where they came from), then each table with the
+    paper's numbers."""
     verdicts = [v for _, v in all_verdicts(runs, seeds)]
     done = sum(v.reproduced is not None for v in verdicts)
     ok = sum(bool(v.reproduced) for v in verdicts)
@@ -275,7 +275,8 @@ def report_markdown(runs: dict, seeds: list[int], header: str = "",
              "Open mIoU (Zhou et al. 2023) gives a wrong label partial credit by the "
              "similarity of the two class names (README, \"Open mIoU\"). A claim that "
              "holds under mIoU but not under Open mIoU rests on mistakes between "
-             "near-synonyms.", "", open_section(runs, seeds, open_runs), "", "## Tables", ""]
+             "near-synonyms.", "", open_section(runs, seeds, open_runs, open_about), "",
+             "## Tables", ""]
     parts += [table_markdown(t, runs, seeds) + "\n" for t in TABLES]
     return "\n".join(parts).strip() + "\n"
 

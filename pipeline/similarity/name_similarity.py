@@ -17,6 +17,7 @@ right labels by (pipeline/segment/open_metrics.py), as `eval.open_similarity` na
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -27,6 +28,7 @@ import numpy as np
 
 from pipeline.params.eval_schema import OPEN_SIMILARITY_MEASURES as MEASURES
 from pipeline.params.eval_schema import open_similarity_error
+
 
 class SimilarityError(ValueError):
     """A similarity matrix that cannot be used, with what is wrong and where."""
@@ -56,9 +58,9 @@ def read_similarity_csv(path: str | Path, names: list[str]) -> np.ndarray:
         if header != list(names):
             raise SimilarityError(f"{path}: the header row names {header[:3]}... but the "
                                   f"set's {k} classes are {list(names)[:3]}... ({fix})")
-    shape = (len(rows), sorted({len(r) for r in rows}))
-    if len(rows) != k or shape[1] != [k]:
-        raise SimilarityError(f"{path}: {len(rows)} rows of {shape[1]} values, expected "
+    widths = sorted({len(r) for r in rows})
+    if len(rows) != k or widths != [k]:
+        raise SimilarityError(f"{path}: {len(rows)} rows of {widths} values, expected "
                               f"{k} x {k} for {k} classes ({fix})")
     try:
         m = np.array([[float(v) for v in r] for r in rows])
@@ -98,6 +100,8 @@ def cached_path_similarity(synsets: list[str | None], cache_dir: str | Path,
             pass
     m = path_similarity_matrix(wordnet_loader(), synsets)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # the process id in the name: under torchrun every rank may write the same entry at
+    # once (atomic_write_bytes' one temporary name would be shared)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         np.save(f, m)
@@ -105,7 +109,10 @@ def cached_path_similarity(synsets: list[str | None], cache_dir: str | Path,
     return m
 
 
+@functools.cache
 def _wordnet():
+    """WordNet, read once per process (about 6 s): the automatic synset picks and the
+    matrix both need it."""
     from pipeline.mining.nltk_setup import INSTALL_HELP, wordnet_reader
 
     wordnet = wordnet_reader()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 from pipeline.similarity.synsets import SYNSET_DIR, automatic_synset
@@ -70,9 +71,7 @@ def main(argv=None) -> None:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", "utf-8")
         tmp.replace(path)
-        counts = {}
-        for e in entries:
-            counts[e["by"]] = counts.get(e["by"], 0) + 1
+        counts = Counter(e["by"] for e in entries)
         print(f"{path}: {len(entries)} classes, " +
               ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
