@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NLTK_DATA := $(CURDIR)/.nltk_data
 
-.PHONY: repro test tables lint env nltk clean-env gpu-check
+.PHONY: repro test tables lint env nltk browser demo clean-env gpu-check
 
 env: $(VENV)/.installed
 
@@ -24,8 +24,21 @@ nltk: $(VENV)/.installed
 repro: env nltk
 	$(BIN)/dvc repro
 
-test: env nltk
+# Debian's Chromium, for the demo's browser test (tests/test_demo_browser.py), where this
+# machine lets us install it (root and apt-get); elsewhere that one test is skipped, saying so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null 2>&1 && export DEBIAN_FRONTEND=noninteractive \
+		&& { apt-get install -y -q chromium || { apt-get update -q \
+		     && apt-get install -y -q chromium; }; } >/dev/null 2>&1; } \
+		|| echo "no Chromium: tests/test_demo_browser.py will be skipped (install Debian's chromium)"
+
+test: env nltk browser
 	$(BIN)/python -m pytest -q
+
+# The demo page on http://127.0.0.1:7860 with the pipeline's models (after `make repro`).
+demo: env
+	$(BIN)/ovseg demo
 
 # The paper's ablation tables on the miniature: every `dvc exp run` of
 # pipeline/report/ablations.py on 5 world seeds (resumes where it stopped), then the

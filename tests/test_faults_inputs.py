@@ -25,11 +25,7 @@ from pipeline.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from tests import test_segment_command
-from tests.test_segment_command import args
-
-tiny_models = test_segment_command.tiny_models  # the fixture: tiny CLIP and proposal net
-
+from tests.test_segment_command import args  # tiny_models: the fixture of conftest.py
 
 RANDOM_BYTES = np.random.default_rng(0).bytes(2000)  # fixed: each garbage file the same
 

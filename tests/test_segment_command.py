@@ -1,40 +1,11 @@
 import shutil
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from pipeline.adapt.adapted_model import clip_reference, load_adapted, write_manifest
-from pipeline.clip.model import save_clip
-from pipeline.proposals.model import ProposalNet, ProposalNetConfig, save_proposal_net
+from pipeline.adapt.adapted_model import load_adapted
 from pipeline.segment.cli import main
-
-TINY_CLIP = {"embed_dim": 16,
-             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
-                            "patch_size": 8},
-             "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 16, "heads": 2,
-                          "layers": 1}}
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    import open_clip
-
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    clip = open_clip.CLIP(**TINY_CLIP)
-    clip.visual.preprocess_cfg = {"size": (32, 32), "mean": open_clip.OPENAI_DATASET_MEAN,
-                                  "std": open_clip.OPENAI_DATASET_STD}
-    save_clip(clip, TINY_CLIP, root / "clip_base")
-    net = ProposalNet(ProposalNetConfig(width=8, hidden=16, queries=4, decoder_layers=1,
-                                        text_dim=16))
-    (root / "proposals").mkdir()
-    save_proposal_net(root / "proposals", net, torch.randn(3, 16), ["a", "b", "c"])
-    (root / "adapted").mkdir()
-    write_manifest(root / "adapted", clip_reference(root / "clip_base", root / "adapted"), None,
-                   {"order": "none"})
-    return root
 
 
 def test_adapted_manifest_is_relative_to_its_folder(tiny_models, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ what the pipeline produced.
 
     ovseg segment photo.jpg --classes "saturn v, teapot, sky" --out seg/
     ovseg show-proposals --image-id 12 --out proposals.png
+    ovseg demo                      # a web page on http://127.0.0.1:7860
 """
 
 from __future__ import annotations
@@ -91,24 +92,27 @@ def segmenter_for(args, names: list[str]):
     return None
 
 
+def image_tensor(image):
+    """(H, W, 3) uint8 array -> (3, H, W) float tensor in [0, 1], as the segmenter takes."""
+    import torch
+
+    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+
+
 def segment_file(segmenter, path: str, names: list[str], out: Path, variant: str,
                  max_pixels: int) -> str:
     """Segment one image file and write its two PNGs; returns the line to print.
     Raises ImageReadError (unreadable image) or OSError (outputs not written)."""
     import numpy as np
-    import torch
 
-    from pipeline.data.image_io import encode_png, read_rgb_within, resize_labels
-    from pipeline.segment.view import segmentation_png
+    from pipeline.data.image_io import read_rgb_within
+    from pipeline.segment.view import label_map_png, segmentation_png
 
     image, full_size = read_rgb_within(path, max_pixels)  # (h, w, 3) within the bound
-    x = torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
-    labels = segmenter.predict(x)[variant].numpy()  # (h, w) int64
-    # the label map at the file's own size (nearest: classes never blend); the overlay at
-    # the working size, since the figure is drawn at about 800 pixels wide anyway
-    full = resize_labels(labels.astype(np.uint8 if len(names) <= 255 else np.uint16),
-                         full_size)
-    pngs = {"labels": encode_png(full), "overlay": segmentation_png(image, labels, names)}
+    labels = segmenter.predict(image_tensor(image))[variant].numpy()  # (h, w) int64
+    # the overlay at the working size, since the figure is drawn at about 800 pixels wide
+    pngs = {"labels": label_map_png(labels, len(names), full_size),
+            "overlay": segmentation_png(image, labels, names)}
     stem = Path(path).stem
     for kind, data in pngs.items():  # each written to a temporary name, then renamed
         atomic_write_bytes(out / f"{stem}_{kind}.png", data)
@@ -155,6 +159,30 @@ def segment(args) -> int:
     return 0 if done == len(args.images) else 1
 
 
+def demo(args) -> int:
+    """Serve the demo page until interrupted (Ctrl-C)."""
+    from pipeline.demo.app import open_page
+
+    blocks = open_page(args.proposals, args.adapted, args.base_clip, args.params,
+                       args.max_pixels, args.splits)
+    blocks.launch(server_name=args.host, server_port=args.port, share=False,
+                  inbrowser=False)
+    return 0
+
+
+def add_model_args(parser) -> None:
+    """The model folders and params that `segment` and `demo` serve."""
+    parser.add_argument("--proposals", default="models/proposals", help="proposal net folder")
+    parser.add_argument("--adapted", default="models/mask_prompts",
+                        help="adapted CLIP (folder with adapted.json)")
+    parser.add_argument("--base-clip", default="models/clip_base",
+                        help="the CLIP whose text space the proposal net was trained in")
+    parser.add_argument("--params", default="params.yaml", help="eval.* settings, if present")
+    parser.add_argument("--max-pixels", type=pixel_count, default=MAX_PIXELS,
+                        help="segment larger images scaled down to this many pixels (labels "
+                        "still at full size), so memory stays bounded; 0: no bound")
+
+
 def pixel_count(text: str) -> int:
     """argparse type of --max-pixels: a whole number >= 0."""
     if not text.isdigit():
@@ -185,16 +213,18 @@ def main(argv=None) -> int:
                     "or a JSON class list")
     sg.add_argument("--out", default="segmentations")
     sg.add_argument("--variant", default="ensemble", choices=("ensemble", "clip", "maskformer"))
-    sg.add_argument("--proposals", default="models/proposals", help="proposal net folder")
-    sg.add_argument("--adapted", default="models/mask_prompts",
-                    help="adapted CLIP (folder with adapted.json)")
-    sg.add_argument("--base-clip", default="models/clip_base",
-                    help="the CLIP whose text space the proposal net was trained in")
-    sg.add_argument("--params", default="params.yaml", help="eval.* settings, if present")
-    sg.add_argument("--max-pixels", type=pixel_count, default=MAX_PIXELS,
-                    help="segment larger images scaled down to this many pixels (labels "
-                    "still at full size), so memory stays bounded; 0: no bound")
+    add_model_args(sg)
     sg.set_defaults(func=segment)
+    dm = sub.add_parser("demo", help="a web page on this machine: any image, any class names",
+                        description="Serves the demo page (Gradio) with the pipeline's models "
+                        "until Ctrl-C; open the address it prints in a browser.")
+    add_model_args(dm)
+    dm.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (0.0.0.0 lets other machines in)")
+    dm.add_argument("--port", type=int, default=7860)
+    dm.add_argument("--splits", default="data/index/splits.json",
+                    help="prepared index whose evaluation images are the page's examples")
+    dm.set_defaults(func=demo)
     args = ap.parse_args(argv)
     return args.func(args)
 

@@ -136,7 +136,14 @@ class Segmenter:
         """(3, H, W) images in [0, 1] -> each image's per-mask probabilities and masks: one
         proposal-net forward for all, the masked crops of all through CLIP in shared
         batches (CLIP runs once per mask, whatever λ the label maps use later)."""
-        logits, all_mask_logits = self.net_outputs(images)
+        return self.classify_proposals(images, *self.net_outputs(images))
+
+    @torch.no_grad()
+    def classify_proposals(self, images: list[torch.Tensor], logits: torch.Tensor,
+                           all_mask_logits: list[torch.Tensor]) -> list[MaskPredictions]:
+        """The CLIP half of `mask_predictions`, given `net_outputs(images)`: each mask's
+        crop (sigmoid > mask_threshold) through CLIP, in shared batches. The demo calls it
+        alone when only the mask threshold changes."""
         device = self.clip_text.device  # the crops are cut where CLIP runs
         per_image = []
         for b, (image, mask_logits) in enumerate(zip(images, all_mask_logits)):
@@ -157,33 +164,75 @@ class Segmenter:
         return results
 
 
+@dataclass
+class SegmenterModels:
+    """The pipeline's trained networks, loaded once and set up for any vocabulary by
+    `segmenter_for_names` (the demo changes vocabulary without reloading them)."""
+
+    net: ProposalNet  # on `device`
+    base_clip: torch.nn.Module  # float32, for the net's class embeddings (its text space)
+    text_clip: torch.nn.Module  # the adapted CLIP in float32, for the crop classifier's text
+    clip: torch.nn.Module  # the adapted CLIP cast for inference, on `device`
+    prompts: torch.Tensor | None  # (depth, grid*grid, width) mask prompts, on `device`
+    tokenizer: object
+    device: torch.device
+    text_cache: Path
+    templates: str
+
+
+def load_segmenter_models(proposals_dir: str | Path = "models/proposals",
+                          adapted_dir: str | Path = "models/mask_prompts",
+                          base_clip_dir: str | Path = "models/clip_base",
+                          text_cache: str | Path = ".cache/text_classifiers",
+                          dtype: str = "float32", templates: str = "vild",
+                          device: torch.device | str = "cpu") -> SegmenterModels:
+    """The proposal net, the base CLIP and the adapted CLIP with its prompts, on `device`.
+    The text towers stay in float32 (FT and MPT freeze them; the class embeddings are the
+    same whatever dtype the crops run in)."""
+    import copy
+
+    from pipeline.adapt.adapted_model import load_adapted
+    from pipeline.clip.mask_classifier import cast_for_inference
+    from pipeline.clip.model import load_clip, tokenizer_for
+    from pipeline.proposals.model import load_proposal_net
+
+    device = torch.device(device)
+    net, _, _ = load_proposal_net(proposals_dir)
+    base = load_clip(base_clip_dir).eval()
+    clip, prompts, _ = load_adapted(adapted_dir)
+    clip = clip.eval()
+    image_clip = cast_for_inference(clip if dtype == "float32" else copy.deepcopy(clip), dtype)
+    return SegmenterModels(net.to(device), base, clip, image_clip.to(device),
+                           None if prompts is None else prompts.to(device),
+                           tokenizer_for(base_clip_dir), device, Path(text_cache), templates)
+
+
+def segmenter_for_names(models: SegmenterModels, class_names: list[str],
+                        settings: SegmenterSettings) -> Segmenter:
+    """`models` set up for `class_names`: the proposal net's class embeddings from the base
+    CLIP's text tower (the space it was trained in), the crop classifier from the adapted
+    CLIP's; both read from the text cache when there."""
+    from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
+
+    templates = TEMPLATE_SETS[models.templates]
+    net_text = cached_text_classifier(models.base_clip, models.tokenizer, class_names,
+                                      models.text_cache, templates)
+    clip_text = cached_text_classifier(models.text_clip, models.tokenizer, class_names,
+                                       models.text_cache, templates)
+    return Segmenter(models.net, net_text.to(models.device), models.clip,
+                     clip_text.to(models.device), **dataclasses.asdict(settings),
+                     prompts=models.prompts)
+
+
 def load_segmenter(class_names: list[str], settings: SegmenterSettings,
                    proposals_dir: str | Path = "models/proposals",
                    adapted_dir: str | Path = "models/mask_prompts",
                    base_clip_dir: str | Path = "models/clip_base",
                    text_cache: str | Path = ".cache/text_classifiers", dtype: str = "float32",
                    templates: str = "vild", device: torch.device | str = "cpu") -> Segmenter:
-    """The pipeline's trained models, set up for `class_names` on `device`. The proposal
-    net's class embeddings come from the base CLIP's text tower (the space it was trained
-    in), the crop classifier from the adapted CLIP's (the same weights: FT and MPT freeze
-    it). The fusion of the masks into label maps runs on `device` too; the label maps come
-    back on the CPU."""
-    from pipeline.adapt.adapted_model import load_adapted
-    from pipeline.clip.mask_classifier import cast_for_inference
-    from pipeline.clip.model import load_clip, tokenizer_for
-    from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
-    from pipeline.proposals.model import load_proposal_net
-
-    net, _, _ = load_proposal_net(proposals_dir)
-    base = load_clip(base_clip_dir).eval()
-    tokenizer = tokenizer_for(base_clip_dir)
-    net_text = cached_text_classifier(base, tokenizer, class_names, text_cache,
-                                      TEMPLATE_SETS[templates])
-    clip, prompts, _ = load_adapted(adapted_dir)
-    clip_text = cached_text_classifier(clip, tokenizer, class_names, text_cache,
-                                       TEMPLATE_SETS[templates])
-    device = torch.device(device)
-    return Segmenter(net.to(device), net_text.to(device),
-                     cast_for_inference(clip, dtype).to(device), clip_text.to(device),
-                     **dataclasses.asdict(settings),
-                     prompts=None if prompts is None else prompts.to(device))
+    """The pipeline's trained models, set up for `class_names` on `device`
+    (`load_segmenter_models`, then `segmenter_for_names`). The fusion of the masks into
+    label maps runs on `device` too; the label maps come back on the CPU."""
+    models = load_segmenter_models(proposals_dir, adapted_dir, base_clip_dir, text_cache,
+                                   dtype, templates, device)
+    return segmenter_for_names(models, class_names, settings)

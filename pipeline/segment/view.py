@@ -33,6 +33,25 @@ def colour_labels(image: np.ndarray, labels: np.ndarray, num_classes: int,
     return out.astype(np.uint8)
 
 
+def classes_shown(label_maps: list[np.ndarray], num_classes: int,
+                  ignore: int | None = None) -> list[int]:
+    """The class indices that any of the (H, W) label maps uses, ascending; `ignore` and
+    indices outside the vocabulary (no colour, no name) left out."""
+    used = np.unique(np.concatenate([np.unique(m) for m in label_maps])) if label_maps else []
+    return [int(c) for c in used if c < num_classes and c != ignore]
+
+
+def add_legend(ax, classes: list[int], names: list[str], fontsize: float = 8,
+               per_column: int = 12) -> None:
+    """A legend right of `ax`: one swatch per class, in `colour_labels`' colour, named by
+    the class's first synonym; a new column every `per_column` classes, so that a
+    prediction of many classes (a large vocabulary) stays beside its row."""
+    colours = palette(len(names))
+    ax.legend(handles=[Patch(color=colours[c] / 255, label=names[c].split(",")[0].strip())
+                       for c in classes], ncol=max(1, -(-len(classes) // per_column)),
+              loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=fontsize, frameon=False)
+
+
 def segmentation_png(image: np.ndarray, labels: np.ndarray, names: list[str]) -> bytes:
     """The image, and the label map over it with a legend of the classes present."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
@@ -40,20 +59,29 @@ def segmentation_png(image: np.ndarray, labels: np.ndarray, names: list[str]) ->
     axes[1].imshow(colour_labels(image, labels, len(names)))
     for ax in axes:
         ax.axis("off")
-    present = [int(c) for c in np.unique(labels) if c < len(names)]
-    colours = palette(len(names))
-    axes[1].legend(handles=[Patch(color=colours[c] / 255, label=names[c]) for c in present],
-                   loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    add_legend(axes[1], classes_shown([labels], len(names)), names)
     fig.tight_layout()
     return figure_png(fig, dpi=90)
 
 
+def label_map_png(labels: np.ndarray, num_classes: int, size: tuple[int, int]) -> bytes:
+    """PNG of an (h, w) label map (class indices in vocabulary order) at `size` (H, W), the
+    image file's own size: resized nearest, so classes never blend; 8-bit up to 255
+    classes, else 16-bit."""
+    from pipeline.data.image_io import encode_png, resize_labels
+
+    return encode_png(resize_labels(labels.astype(np.uint8 if num_classes <= 255 else
+                                                  np.uint16), size))
+
+
 def prediction_panels_png(rows: list[dict], names: list[str], ignore: int) -> bytes:
-    """One row per image: image, ground truth, then each variant's prediction.
-    rows: [{"image": (H, W, 3), "gt": (H, W), "<variant>": (H, W), ...}]."""
+    """One row per image: image, ground truth, then each variant's prediction, and a legend
+    of every class the row's ground truth or predictions show (the `ignore` label, drawn
+    as the bare image, has none). rows: [{"image": (H, W, 3), "gt": (H, W), "<variant>":
+    (H, W), ...}]."""
     variants = [k for k in rows[0] if k not in ("image", "gt")]
     cols = 2 + len(variants)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.3 * len(rows)),
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols + 1.6, 2.3 * len(rows)),
                              squeeze=False)
     for r, row in enumerate(rows):
         axes[r, 0].imshow(row["image"], interpolation="nearest")
@@ -66,6 +94,8 @@ def prediction_panels_png(rows: list[dict], names: list[str], ignore: int) -> by
             axes[r, c].axis("off")
             if r == 0:
                 axes[r, c].set_title(title, fontsize=8)
+        add_legend(axes[r, -1], classes_shown([row["gt"], *(row[v] for v in variants)],
+                                              len(names), ignore), names, fontsize=7)
     fig.tight_layout()
     return figure_png(fig, dpi=90)
 
