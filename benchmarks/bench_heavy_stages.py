@@ -11,25 +11,42 @@ Rows (random weights: speed does not depend on them):
 - evaluate: the two-stage segmenter (R101c + ViT-B/16 or Swin-B + ViT-L/14, 150 classes)
   on one image: proposals, 100 crops through CLIP, the ensemble and the label map.
 - write_shards: 100 unfilled crops cut, JPEG- and PNG-encoded and packed as tar members.
+- train_proposals: one training step of the proposal net (R101c at crop 512, Swin-B at
+  640; forward, matching, losses over every decoder layer, backward, AdamW) on random
+  images and targets, at the presets' per-GPU batch (32 images over 8 GPUs: 4; 1 on CPU).
+- finetune, prompt_tune: one FT step (image tower trained) and one MPT step (depth-3
+  prompts trained, CLIP frozen) of ViT-B/16 or ViT-L/14 on random masked crops, at the
+  presets' per-GPU batch (FT 1024 or 256, MPT 256, over 8 GPUs; 4 crops on CPU).
+  Training FLOPs are counted by torch's FLOP counter over forward and backward.
+The "host ms" column is the CPU time (all threads, `time.process_time`) per item of the
+work a GPU run still leaves on the host: decoding the image files (a 640x480 JPEG; for
+evaluate also its PNG label map), COCO RLE encoding and the parquet columns (extract),
+RLE decoding (mine), the JPEG, PNG and tar members (write_shards). It is measured on any
+machine, so it shows progress on the host side without a GPU.
 The "full min" column projects the stage at full scale from the rate measured, on --gpus
 devices like this one (`compute.processes` = --gpus): COCO's 118K images (100 proposals
-each, so ~12M crops to mine; ~5 pairs each to shard), ADE20K-150's 2000 for evaluate.
+each, so ~12M crops to mine; ~5 pairs each to shard), ADE20K-150's 2000 for evaluate,
+the presets' 120K proposal-net steps of 32 images, 5 FT epochs and 1 MPT epoch over
+COCO's ~440K pairs.
 
     python -m benchmarks.bench_heavy_stages                            # CPU, 2 threads, ~10 min
     python -m benchmarks.bench_heavy_stages --only mine_pairs --settings "Swin-B + ViT-L/14"
     python -m benchmarks.bench_heavy_stages --device cuda --peak-tflops 989 --gpus 8
+    python -m benchmarks.bench_heavy_stages --only train_proposals finetune prompt_tune
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.bench_mask_clip import matmul_rate, random_masks, table, timed
@@ -54,6 +71,9 @@ from pipeline.proposals.training_recipe import net_config
 from pipeline.segment.segmenter import Segmenter, segmenter_settings
 
 H, W, PROPOSALS, CLASSES, COCO_IMAGES, ADE_IMAGES = 480, 640, 100, 150, 118_287, 2000
+PROPOSAL_STEPS, PROPOSAL_BATCH, COCO_PAIRS, FT_EPOCHS = 120_000, 32, 440_000, 5
+# per-GPU batches of the presets over 8 GPUs: proposal net, FT (by CLIP), MPT
+GPU_BATCH = {"proposals": 4, "ViT-B-16": 1024 // 8, "ViT-L-14": 256 // 8, "mpt": 256 // 8}
 # (proposal net setting of bench_proposal_net, its inference short side, CLIP)
 PAIRINGS = {"R101c + ViT-B/16": ("R101c + ViT-B/16 text (512)", 512, "ViT-B-16"),
             "Swin-B + ViT-L/14": ("Swin-B + ViT-L/14 text (512)", 640, "ViT-L-14")}
@@ -68,12 +88,34 @@ class Bench:
     devices: int  # for the full-scale projection
 
     def row(self, stage: str, setting: str, unit: str, rate: float, flops_per_item: float,
-            achieved: float, note: str, full_items: int) -> list:
+            achieved: float, note: str, full_items: int, host_seconds: float) -> list:
         nan = float("nan")
         return [stage, setting, f"{rate:.4g} {unit}/s", flops_per_item / 1e9, achieved / 1e12,
                 achieved / self.baseline if achieved else nan,
                 achieved / (self.peak_tflops * 1e12) if self.peak_tflops and achieved else nan,
-                full_items / (rate * self.devices) / 60, note]
+                host_seconds * 1e3, full_items / (rate * self.devices) / 60, note]
+
+
+def host_cpu(fn, repeats: int) -> float:
+    """Median CPU seconds (every thread of this process) of `repeats` calls after one
+    warm-up call: the host's share, whatever runs on the device meanwhile."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    return float(np.median(times))
+
+
+JPEG = encode_jpeg((np.random.default_rng(0).random((H, W, 3)) * 255).astype(np.uint8), 90)
+LABELS = encode_png(np.random.default_rng(1).integers(0, CLASSES, (H, W), dtype=np.uint8))
+
+
+def decode_image(data: bytes = JPEG) -> np.ndarray:
+    """An image file's bytes -> (H, W, 3) uint8, as the stages read their inputs."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def flops_of(fn) -> float:
@@ -118,9 +160,19 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
             proposal_columns(ImageProposals(0, masks.cpu().numpy(), kept.cpu().numpy()))
 
     post_s = timed(postprocess, device, b.repeats)
+    masks = [image_proposals(masks_to_image(lg, size, (H, W)), sc, (H, W))
+             for lg, sc, size in zip(logits, scores.float(), sizes)]
+    masks = [(m.cpu().numpy(), s.cpu().numpy()) for m, s in masks]
+
+    def host():  # the image files decoded; the masks' RLE and parquet columns
+        for m, s in masks:
+            decode_image()
+            proposal_columns(ImageProposals(0, m, s))
+
     rate = batch / (net_s + post_s)
     return b.row("extract_proposals", name, "images", rate, flops / batch, flops / net_s,
-                 f"net {batch / net_s:.3g}/s, masks+RLE {batch / post_s:.3g}/s", COCO_IMAGES)
+                 f"net {batch / net_s:.3g}/s, masks+RLE {batch / post_s:.3g}/s", COCO_IMAGES,
+                 host_cpu(host, b.repeats) / batch)
 
 
 def mine_row(b: Bench, arch: str, crops: int) -> list:
@@ -144,11 +196,13 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
 
     decode_s = timed(decode, "cpu", b.repeats)
     total_s = timed(clip_part, device, b.repeats)
+    # per crop: its RLE decoded, and its share of its image's file (PROPOSALS per image)
+    host_s = host_cpu(decode, b.repeats) / crops + host_cpu(decode_image, b.repeats) / PROPOSALS
     return b.row("mine_pairs", arch, "crops", crops / total_s, flops_per_crop,
                  flops_per_crop * crops / total_s,
                  f"RLE decode {decode_s / total_s:.0%} of the time; on CUDA mine_pairs "
                  f"decodes on a reader thread, ahead: {crops / (total_s - decode_s):.3g} "
-                 "crops/s if fully overlapped", COCO_IMAGES * PROPOSALS)
+                 "crops/s if fully overlapped", COCO_IMAGES * PROPOSALS, host_s)
 
 
 def evaluate_row(b: Bench, name: str) -> list:
@@ -170,8 +224,9 @@ def evaluate_row(b: Bench, name: str) -> list:
 
     flops = flops_of(segment)
     seconds = timed(segment, device, b.repeats)
+    host_s = host_cpu(lambda: (decode_image(), decode_image(LABELS)), b.repeats)
     return b.row("evaluate", name, "images", 1 / seconds, flops, flops / seconds,
-                 f"fusion on {device} too", ADE_IMAGES)
+                 f"fusion on {device} too", ADE_IMAGES, host_s)
 
 
 def shards_row(b: Bench, crops: int) -> list:
@@ -188,7 +243,93 @@ def shards_row(b: Bench, crops: int) -> list:
 
     seconds = timed(write, "cpu", b.repeats)
     return b.row("write_shards", "224 crops", "crops", crops / seconds, 0.0, 0.0,
-                 "CPU: JPEG + PNG + tar", COCO_IMAGES * 5)
+                 "CPU: JPEG + PNG + tar", COCO_IMAGES * 5, host_cpu(write, b.repeats) / crops)
+
+
+def training_flops(step) -> float:
+    """FLOPs of one call of `step` (forward and backward), by torch's FLOP counter."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def train_proposals_row(b: Bench, name: str, batch: int) -> list:
+    from benchmarks.bench_proposal_net import CLASSES as TRAIN_CLASSES
+    from benchmarks.bench_proposal_net import random_targets
+    from pipeline.proposals.training_loop import train_proposal_net
+    from pipeline.proposals.training_recipe import build_optimizer, loss_settings
+
+    device = b.device
+    setting, short_side, _ = PAIRINGS[name]
+    overrides, text_dim, _ = SETTINGS[setting]
+    crop = short_side  # the presets train at their inference side: 512 R101c, 640 Swin-B
+    p = ProposalParams(**{**overrides, "crop_size": crop, "warmup_steps": 0})
+    g = torch.Generator().manual_seed(0)
+    net = ProposalNet(net_config(p, text_dim)).to(device)
+    text = F.normalize(torch.randn(TRAIN_CLASSES, text_dim, generator=g), dim=-1).to(device)
+    images = torch.rand(batch, 3, crop, crop, generator=g).to(device)
+    targets = [{k: v.to(device) for k, v in t.items()} for t in random_targets(batch, crop, g)]
+    weights, mask_loss = loss_settings(p)
+    optimizer = build_optimizer(net, p)
+
+    def step():
+        train_proposal_net(net, lambda idx, s: (images, targets), batch, text, weights,
+                           optimizer, 1, batch, lambda s: p.lr, 0, mask_loss=mask_loss,
+                           grad_clip_norm=p.grad_clip_norm, precision="auto")
+
+    flops = training_flops(step)
+    seconds = timed(step, device, b.repeats)
+    return b.row("train_proposals", f"{name.split(' ')[0]} at {crop}, {batch} img", "images",
+                 batch / seconds, flops / batch, flops / seconds, "one step: forward, "
+                 "matching, losses, backward, AdamW; host: the image and label files",
+                 PROPOSAL_STEPS * PROPOSAL_BATCH,
+                 host_cpu(lambda: (decode_image(), decode_image(LABELS)), b.repeats))
+
+
+def adaptation_row(b: Bench, arch: str, prompts_depth: int, batch: int) -> list:
+    from pipeline.adapt.shard_loader import Batch
+    from pipeline.adapt.train import (
+        AdaptPlan,
+        MaskedCropEncoder,
+        adaptation_optimizer,
+        train_adaptation,
+    )
+    from pipeline.clip.mask_prompts import MaskPrompts
+
+    device = b.device
+    model = create_clip(arch).to(device)
+    size = crop_size(model)
+    mpt = prompts_depth > 0
+    encoder = MaskedCropEncoder(model, MaskPrompts.for_model(model, prompts_depth)
+                                if mpt else None).to(device)
+    plan = AdaptPlan(not mpt, mpt, 1, 0, clip_lr=5e-6, clip_weight_decay=0.2,
+                     prompt_lr=2e-2)  # one step a call: steps set to the call's step + 1
+    optimizer = adaptation_optimizer(encoder, plan)
+    nouns = [f"noun{k}" for k in range(batch)]
+    text = F.normalize(torch.randn(batch, model.visual.output_dim), dim=-1).to(device)
+    images = torch.randn(batch, 3, size, size)
+    masks = torch.rand(batch, size, size) > 0.3
+    done = [0]
+
+    def step():
+        train_adaptation(encoder, [Batch(done[0], images, masks, nouns)], text,
+                         {n: i for i, n in enumerate(nouns)}, optimizer,
+                         dataclasses.replace(plan, steps=done[0] + 1), done[0],
+                         precision="auto")
+        done[0] += 1
+
+    flops = training_flops(step)
+    seconds = timed(step, device, b.repeats)
+    sample_jpeg = encode_jpeg((images[0].clamp(-2, 2) * 60 + 128).byte().permute(1, 2, 0)
+                              .numpy(), 95)
+    sample_png = encode_png(masks[0].numpy().astype(np.uint8) * 255)
+    host_s = host_cpu(lambda: (decode_image(sample_jpeg), decode_image(sample_png)), b.repeats)
+    stage = "prompt_tune" if mpt else "finetune"
+    epochs = 1 if mpt else FT_EPOCHS
+    return b.row(stage, f"{arch}, {batch} crops" + (f", depth {prompts_depth}" if mpt else ""),
+                 "crops", batch / seconds, flops / batch, flops / seconds,
+                 ("MPT: CLIP frozen, prompts trained" if mpt else "FT: image tower trained")
+                 + "; host: a shard sample's JPEG and PNG", COCO_PAIRS * epochs, host_s)
 
 
 def main(argv=None) -> None:
@@ -208,7 +349,8 @@ def main(argv=None) -> None:
                     help="default: both on GPU; R101c + ViT-B/16 on CPU, where Swin-B and "
                          "ViT-L/14 take many minutes per image")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="stages to run (extract_proposals mine_pairs evaluate write_shards)")
+                    help="stages to run (extract_proposals mine_pairs evaluate write_shards "
+                    "train_proposals finetune prompt_tune)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     gpu = args.device == "cuda"
@@ -217,7 +359,8 @@ def main(argv=None) -> None:
     b = Bench(args.device, args.repeats,
               matmul_rate(dtype, args.device, 8192 if gpu else 1024) * 1e9, args.peak_tflops,
               args.gpus if gpu else 1)
-    only = set(args.only or ("extract_proposals", "mine_pairs", "evaluate", "write_shards"))
+    only = set(args.only or ("extract_proposals", "mine_pairs", "evaluate", "write_shards",
+                             "train_proposals", "finetune", "prompt_tune"))
     t0 = time.time()
     rows = []
     settings = args.settings or (list(PAIRINGS) if gpu else ["R101c + ViT-B/16"])
@@ -228,6 +371,13 @@ def main(argv=None) -> None:
             rows.append(mine_row(b, PAIRINGS[name][2], crops))
         if "evaluate" in only:
             rows.append(evaluate_row(b, name))
+        arch = PAIRINGS[name][2]
+        if "train_proposals" in only:
+            rows.append(train_proposals_row(b, name, GPU_BATCH["proposals"] if gpu else 1))
+        if "finetune" in only:
+            rows.append(adaptation_row(b, arch, 0, GPU_BATCH[arch] if gpu else 4))
+        if "prompt_tune" in only:
+            rows.append(adaptation_row(b, arch, 3, GPU_BATCH["mpt"] if gpu else 4))
     if "write_shards" in only:
         rows.append(shards_row(b, crops))
     where = torch.cuda.get_device_name() if gpu else f"CPU, {args.threads} threads"
@@ -235,7 +385,7 @@ def main(argv=None) -> None:
           f"matmul baseline {b.baseline / 1e12:.3g} TFLOP/s; full scale on {b.devices} "
           "such device(s)",
           ["stage", "setting", "rate", "GFLOP/item", "TFLOP/s", "vs matmul", "MFU (peak)",
-           "full min", "note"], rows)
+           "host ms", "full min", "note"], rows)
     print(f"\n({time.time() - t0:.0f} s)")
 
 

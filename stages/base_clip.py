@@ -3,7 +3,7 @@ the small one on the training captions), then probe it on regions.
 
     python -m stages.base_clip --params params.yaml --index data/index
         --out models/clip_base --metrics metrics/base_clip.json
-        --loss-csv metrics/base_clip_loss.csv --loss-png metrics/base_clip_loss.png
+        --live-log metrics/live/base_clip --loss-png metrics/base_clip_loss.png
 
 --index: the prepared splits (train for pretraining, probe for the zero-shot probe);
 --out: the open_clip local-dir checkpoint.
@@ -23,10 +23,11 @@ from pipeline.clip.region_probe import outline_only_control, zero_shot_probe
 from pipeline.clip.text_classifier import TEMPLATE_SETS
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import read_splits
-from pipeline.training.loss_log import write_loss_log
+from pipeline.training.live_log import training_log
+from pipeline.training.loss_log import write_loss_png
 from stages._start import start_stage
 
-PATHS = ("--index", "--out", "--metrics", "--loss-csv", "--loss-png")
+PATHS = ("--index", "--out", "--metrics", "--live-log", "--loss-png")
 
 
 def main(argv=None) -> None:
@@ -38,11 +39,18 @@ def main(argv=None) -> None:
     tokenizer, size, (mean, std) = tokenizer_for(p.arch), cfg["vision_cfg"]["image_size"], \
         pixel_stats(model)
     t0, logs = time.time(), []
-    if not p.pretrained:
-        with tqdm(total=p.steps, desc="pretrain CLIP", unit="step", mininterval=2) as bar:
-            logs = pretrain_on_captions(model, splits["train"], tokenizer, size, p, mean, std,
-                                        lambda log: bar.update(1) or bar.set_postfix(
-                                            loss=f"{log.loss:.3f}", refresh=False))
+    # the step log through DVCLive, written as the steps run (none when pretrained)
+    with training_log(args.live_log, LOSS_COLUMNS) as live:
+        if not p.pretrained:
+            with tqdm(total=p.steps, desc="pretrain CLIP", unit="step", mininterval=2) as bar:
+
+                def on_step(log):
+                    live.log(dataclasses.asdict(log))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{log.loss:.3f}", refresh=False)
+
+                logs = pretrain_on_captions(model, splits["train"], tokenizer, size, p, mean,
+                                            std, on_step)
     train_seconds = time.time() - t0
     model.eval()
     print("probing masked-crop zero-shot accuracy ...")
@@ -58,12 +66,12 @@ def main(argv=None) -> None:
                                                      p.seed),
     }
     # Every output or none: a failure here leaves the previous model and metrics together.
-    with staged_outputs(args.out, args.loss_csv, args.loss_png, args.metrics) as staged:
-        out, loss_csv, loss_png, metrics_path = staged
+    with staged_outputs(args.out, args.loss_png, args.metrics) as staged:
+        out, loss_png, metrics_path = staged
         out.mkdir()
         save_clip(model, cfg, out)
-        write_loss_log(loss_csv, loss_png, [dataclasses.asdict(log) for log in logs],
-                       LOSS_COLUMNS, ("loss", "lr"), "base CLIP contrastive pretraining",
+        write_loss_png(loss_png, [dataclasses.asdict(log) for log in logs], ("loss", "lr"),
+                       "base CLIP contrastive pretraining",
                        empty_title=f"no pretraining: loaded {p.pretrained}")
         write_json(metrics_path, metrics)
     zs = metrics["zero_shot"]

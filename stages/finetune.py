@@ -4,7 +4,7 @@ shards with the CLIP contrastive loss, text tower frozen.
     python -m stages.finetune --params params.yaml --clip models/clip_base
         --shards data/shards --text-cache .cache/text_classifiers
         --resume data/tmp/finetune/last.pt --out models/clip_ft
-        --metrics metrics/finetune.json --loss-csv metrics/finetune_loss.csv
+        --metrics metrics/finetune.json --live-log metrics/live/finetune
         --loss-png metrics/finetune_loss.png
 
 --out: an open_clip local-dir checkpoint and finetune.json. When FT is off
@@ -20,12 +20,13 @@ import json
 
 from pipeline.adapt.adapted_model import FT_MARKER, finetune_plan
 from pipeline.adapt.phases import finetune_phase
-from pipeline.adapt.training_run import write_adaptation_loss_log
+from pipeline.adapt.training_run import LOG_FIELDS, write_adaptation_loss_png
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
 from pipeline.data.files import staged_outputs, write_json
+from pipeline.training.live_log import training_log
 from stages._start import start_stage, step_bars
 
-PATHS = ("--clip", "--shards", "--text-cache", "--resume", "--out", "--metrics", "--loss-csv",
+PATHS = ("--clip", "--shards", "--text-cache", "--resume", "--out", "--metrics", "--live-log",
          "--loss-png")
 
 
@@ -38,20 +39,23 @@ def main(argv=None) -> None:
     model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
     trains = finetune_plan(ft.enabled, mpt.enabled, mpt.order)
     logs, info = [], {"finetuned": trains}
-    if trains:
-        logs, summary = finetune_phase(model, params, args.shards, args.clip, args.resume,
-                                       args.text_cache, run.device, ddp, step_bars(ddp))
-        info.update(summary)
-    else:
-        info["reason"] = ("ft.enabled is false" if not ft.enabled else
-                          f"mpt.order is {mpt.order}: prompt_tune trains CLIP")
+    # the step log through DVCLive, written as the steps run (rank 0's)
+    with training_log(args.live_log if ddp.main else None, LOG_FIELDS) as live:
+        if trains:
+            logs, summary = finetune_phase(model, params, args.shards, args.clip, args.resume,
+                                           args.text_cache, run.device, ddp, step_bars(ddp),
+                                           live.log)
+            info.update(summary)
+        else:
+            info["reason"] = ("ft.enabled is false" if not ft.enabled else
+                              f"mpt.order is {mpt.order}: prompt_tune trains CLIP")
     if not ddp.main:
         return
-    with staged_outputs(args.out, args.loss_csv, args.loss_png, args.metrics) as staged:
-        out, loss_csv, loss_png, metrics_path = staged
+    with staged_outputs(args.out, args.loss_png, args.metrics) as staged:
+        out, loss_png, metrics_path = staged
         save_clip(model.cpu().eval(), model_cfg, out)
         write_json(out / FT_MARKER, {"finetuned": trains, "from": str(args.clip)})
-        write_adaptation_loss_log(logs, loss_csv, loss_png, "FT: masked-crop contrastive loss")
+        write_adaptation_loss_png(logs, loss_png, "FT: masked-crop contrastive loss")
         write_json(metrics_path, info)
     args.resume.unlink(missing_ok=True)  # only now: a failed write can still resume
     print("finetune:", {k: v for k, v in info.items() if k != "reason"} if trains

@@ -4,7 +4,7 @@ background patch tokens of masked crops, with CLIP's weights frozen.
     python -m stages.prompt_tune --params params.yaml --clip models/clip_ft
         --shards data/shards --text-cache .cache/text_classifiers
         --resume data/tmp/prompt_tune --out models/mask_prompts
-        --metrics metrics/prompt_tune.json --loss-csv metrics/prompt_tune_loss.csv
+        --metrics metrics/prompt_tune.json --live-log metrics/live/prompt_tune
         --loss-png metrics/prompt_tune_loss.png
 
 --out: mask_prompts.safetensors, adapted.json, and clip/ when this stage also trained CLIP.
@@ -31,13 +31,14 @@ from pipeline.adapt.adapted_model import (
     write_manifest,
 )
 from pipeline.adapt.phases import tune_phases
-from pipeline.adapt.training_run import write_adaptation_loss_log
+from pipeline.adapt.training_run import LOG_FIELDS, write_adaptation_loss_png
 from pipeline.clip.mask_prompts import save_prompts
 from pipeline.clip.model import CONFIG_NAME, load_clip, save_clip
 from pipeline.data.files import staged_outputs, write_json
+from pipeline.training.live_log import training_log
 from stages._start import start_stage, step_bars
 
-PATHS = ("--clip", "--shards", "--text-cache", "--resume", "--out", "--metrics", "--loss-csv",
+PATHS = ("--clip", "--shards", "--text-cache", "--resume", "--out", "--metrics", "--live-log",
          "--loss-png")
 
 
@@ -49,18 +50,20 @@ def main(argv=None) -> None:
     phases = prompt_tune_phases(ft.enabled, mpt.enabled, mpt.order)
     model = load_clip(args.clip)
     prompts, logs, summary = None, [], {"phases": []}
-    if phases:
-        prompts, logs, summary = tune_phases(model, mpt.depth, phases, params, args.shards,
-                                             args.clip, args.resume, args.text_cache, device,
-                                             ddp, step_bars(ddp))
+    # the step log through DVCLive, written as the steps run (rank 0's)
+    with training_log(args.live_log if ddp.main else None, LOG_FIELDS) as live:
+        if phases:
+            prompts, logs, summary = tune_phases(model, mpt.depth, phases, params, args.shards,
+                                                 args.clip, args.resume, args.text_cache,
+                                                 device, ddp, step_bars(ddp), live.log)
     if not ddp.main:
         return
     trains_clip = any(p in ("ft", "simultaneous") for p in phases)
     meta = {"order": mpt.order, "ft_enabled": ft.enabled, "mpt_enabled": mpt.enabled,
             "phases": phases, "clip_finetuned_before": was_finetuned(args.clip)}
     clip_ref = clip_reference(args.out / "clip" if trains_clip else args.clip, args.out)
-    with staged_outputs(args.out, args.loss_csv, args.loss_png, args.metrics) as staged:
-        out, loss_csv, loss_png, metrics_path = staged
+    with staged_outputs(args.out, args.loss_png, args.metrics) as staged:
+        out, loss_png, metrics_path = staged
         out.mkdir()
         if prompts is not None:
             save_prompts(prompts.prompts, out / PROMPTS_FILE,
@@ -69,7 +72,7 @@ def main(argv=None) -> None:
             model_cfg = json.loads((args.clip / CONFIG_NAME).read_text())["model_cfg"]
             save_clip(model.cpu().eval(), model_cfg, out / "clip")
         write_manifest(out, clip_ref, PROMPTS_FILE if prompts is not None else None, meta)
-        write_adaptation_loss_log(logs, loss_csv, loss_png,
+        write_adaptation_loss_png(logs, loss_png,
                                   f"prompt_tune ({' then '.join(phases) or 'off'})")
         write_json(metrics_path, {**summary, **meta})
     shutil.rmtree(args.resume, ignore_errors=True)  # only now: a failed write can still resume

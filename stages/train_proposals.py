@@ -4,7 +4,7 @@ split, with the base CLIP's text embeddings of the training class names as its c
     python -m stages.train_proposals --params params.yaml --index data/index
         --clip models/clip_base --text-cache .cache/text_classifiers
         --resume data/tmp/train_proposals/last.pt --out models/proposals
-        --loss-csv metrics/proposals_loss.csv --loss-png metrics/proposals_loss.png
+        --live-log metrics/live/train_proposals --loss-png metrics/proposals_loss.png
 
 Resumable: a checkpoint is written every `proposals.checkpoint_every` steps to --resume
 and picked up by the next run with the same params. Several processes or GPUs:
@@ -26,7 +26,11 @@ from pipeline.data.layouts import iter_index, read_splits
 from pipeline.distributed.process_group import main_first
 from pipeline.params import to_dict
 from pipeline.proposals.model import save_proposal_net
-from pipeline.proposals.training_loop import train_proposal_net, write_proposal_loss_log
+from pipeline.proposals.training_loop import (
+    LOSS_COLUMNS,
+    train_proposal_net,
+    write_proposal_loss_png,
+)
 from pipeline.proposals.training_recipe import (
     batch_loader,
     build_net,
@@ -36,9 +40,10 @@ from pipeline.proposals.training_recipe import (
     training_classes,
 )
 from pipeline.training.checkpoint import resume_training, save_training
+from pipeline.training.live_log import training_log
 from stages._start import start_stage
 
-PATHS = ("--index", "--clip", "--text-cache", "--resume", "--out", "--loss-csv", "--loss-png")
+PATHS = ("--index", "--clip", "--text-cache", "--resume", "--out", "--live-log", "--loss-png")
 
 
 def main(argv=None) -> None:
@@ -61,6 +66,7 @@ def main(argv=None) -> None:
 
     def on_step(log):
         logs.append(dataclasses.asdict(log))
+        step_log.log(logs[-1])  # the DVCLive log, opened below
         bar.update(1)
         bar.set_postfix(loss=f"{log.loss:.3f}", refresh=False)
         done = log.step + 1
@@ -68,17 +74,21 @@ def main(argv=None) -> None:
             save_training(args.resume, model, optimizer, done, logs, run_key)
 
     weights, mask_loss = loss_settings(p)
-    train_proposal_net(model, batch_loader(rows, split, lut, p, device), len(rows), text,
-                       weights, optimizer, p.steps, p.batch_size, lr_schedule(p), p.seed,
-                       start, ddp, on_step, mask_loss, p.grad_clip_norm, p.precision)
+    # the step log through DVCLive, written as the steps run (rank 0's), from the
+    # checkpoint's steps on a resume
+    with training_log(args.live_log if ddp.main else None, LOSS_COLUMNS) as step_log:
+        step_log.replay(logs)
+        train_proposal_net(model, batch_loader(rows, split, lut, p, device), len(rows), text,
+                           weights, optimizer, p.steps, p.batch_size, lr_schedule(p), p.seed,
+                           start, ddp, on_step, mask_loss, p.grad_clip_norm, p.precision)
     bar.close()
     if not ddp.main:
         return
     model.eval()
-    with staged_outputs(args.out, args.loss_csv, args.loss_png) as (out, loss_csv, loss_png):
+    with staged_outputs(args.out, args.loss_png) as (out, loss_png):
         out.mkdir()
         save_proposal_net(out, model, text, names)
-        write_proposal_loss_log(logs, loss_csv, loss_png)
+        write_proposal_loss_png(logs, loss_png)
     args.resume.unlink(missing_ok=True)  # only now: a failed write can still resume
     print(f"trained {p.steps} steps; final loss {np.mean([r['loss'] for r in logs[-20:]]):.3f}")
 

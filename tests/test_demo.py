@@ -190,7 +190,7 @@ def test_ovseg_demo_serves_the_page_until_stopped(tiny_models, tmp_path):
     """`ovseg demo` as a user starts it: the page answers on 127.0.0.1 and names the
     models it serves and the device."""
     port = free_port()
-    command = [sys.executable, "-m", "pipeline.segment.cli", "demo", "--port", str(port),
+    command = [sys.executable, "-m", "pipeline.ovseg", "demo", "--port", str(port),
                "--proposals", str(tiny_models / "proposals"), "--adapted",
                str(tiny_models / "adapted"), "--base-clip", str(tiny_models / "clip_base"),
                "--params", str(tmp_path / "no-params.yaml"), "--splits",

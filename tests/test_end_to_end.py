@@ -62,6 +62,7 @@ def test_dvc_repro_cache_and_experiment(tmp_path):
     assert "Running stage 'prompt_tune'" in out and "Running stage 'adaptation_report'" in out
     assert "Running stage 'finetune'" not in out and "Running stage 'write_shards'" not in out
     check_adaptation(work, depth=2)
+    check_training_curves_diff(work, env)
     check_rejected_value_deletes_nothing(work, env)
 
     out = run(dvc + ["exp", "run", "-S", "data.seed=1", "-S", "proposals.source=gt"], work, env)
@@ -131,11 +132,33 @@ def check_adaptation(work: Path, depth: int) -> None:
     for split in report["splits"].values():
         for row in ADAPTATION_ROWS:
             assert 0 <= split[row]["all"] <= 1 and split[row]["n"] > 0
-    for stage in ("finetune", "prompt_tune"):
-        log = (work / f"metrics/{stage}_loss.csv").read_text().splitlines()
-        assert log[0] == "step,phase,loss,clip_lr,prompt_lr" and len(log) > 2
+    for stage in ("finetune", "prompt_tune"):  # DVCLive logs: one TSV per value, and a summary
+        live = work / "metrics/live" / stage
+        log = (live / "plots/metrics/loss.tsv").read_text().splitlines()
+        assert log[0] == "step\tloss" and len(log) > 2
+        assert [int(line.split("\t")[0]) for line in log[1:]] == list(range(len(log) - 1))
+        assert {p.name for p in (live / "plots/metrics").iterdir()} == {
+            "loss.tsv", "clip_lr.tsv", "prompt_lr.tsv"}
+        assert json.loads((live / "metrics.json").read_text())["step"] == len(log) - 2
         assert (work / f"metrics/{stage}_loss.png").read_bytes()[:4] == b"\x89PNG"
     assert not (work / "data/tmp/finetune/last.pt").exists()
+
+
+def check_training_curves_diff(work: Path, env: dict) -> None:
+    """`dvc plots diff` between the committed run (depth 3) and the experiment (depth 2)
+    draws both runs' prompt-tuning curves from the DVCLive logs, with their own values."""
+    loss = "metrics/live/prompt_tune/plots/metrics/loss.tsv"
+    res = subprocess.run([".venv/bin/dvc", "plots", "diff", "HEAD", "--json"], cwd=work,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    plots = json.loads(res.stdout)["data"][loss]  # stdout alone: the JSON
+    rows = [r for plot in plots for r in plot["content"]["data"]["values"]]
+    by_rev = {}
+    for r in rows:
+        by_rev.setdefault(r["rev"], []).append(float(r["loss"]))
+    assert set(by_rev) == {"HEAD", "workspace"} and by_rev["HEAD"] != by_rev["workspace"]
+    steps = len((work / loss).read_text().splitlines()) - 1
+    assert len(by_rev["workspace"]) == steps
 
 
 def check_evaluation(work: Path) -> None:

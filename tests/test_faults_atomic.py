@@ -135,10 +135,16 @@ def stage_call(name: str, *extra: str):
     return importlib.import_module(words[at + 1]), words[at + 2:] + list(extra)
 
 
-def outputs(name: str) -> list[Path]:
+LIVE = Path("metrics/live")  # the training stages' DVCLive logs
+
+
+def outputs(name: str, live: bool = False) -> list[Path]:
+    """The stage's outputs in dvc.yaml; without its DVCLive log (under metrics/live/),
+    which is written as the steps run, by design, unless `live`."""
     entry, item = STAGES[name.partition("@")[0]], name.partition("@")[2]
-    return [Path((next(iter(o)) if isinstance(o, dict) else o).replace("${item.dataset}", item))
-            for key in ("outs", "metrics", "plots") for o in entry.get(key, [])]
+    paths = [Path((next(iter(o)) if isinstance(o, dict) else o).replace("${item.dataset}", item))
+             for key in ("outs", "metrics", "plots") for o in entry.get(key, [])]
+    return [p for p in paths if live or LIVE not in p.parents]
 
 
 def run_tiny_pipeline(work: Path, stages: list[str], overrides: dict | None = None) -> None:
@@ -188,7 +194,7 @@ def failing_at_call(real, k: int, watched: list[Path], seen: dict):
 # stage -> its resume checkpoint (kept by a failure) and the late call made to fail
 LATE = {
     "base_clip": (None, "write_json", 1),  # the metrics, after the model and loss log
-    "train_proposals": ("data/tmp/train_proposals/last.pt", "write_proposal_loss_log", 1),
+    "train_proposals": ("data/tmp/train_proposals/last.pt", "write_proposal_loss_png", 1),
     "extract_proposals": (None, "write_json", 1),  # the metrics, after every part
     "mine_pairs": (None, "write_json", 1),  # the metrics, after the pairs
     "write_shards": (None, "write_json", 1),  # sizes.json, after every shard
@@ -256,6 +262,67 @@ def test_an_extraction_without_any_proposal_stops_or_warns_as_asked(strictness, 
     finally:  # the other tests read the tiny pipeline's own proposals
         module.main([a if a != "empty.yaml" else "params.yaml" for a in argv])
     assert tree(*outs) == before
+
+
+def live_rows(stage: str) -> dict[str, list[tuple[int, float]]]:
+    """A stage's DVCLive log: each plotted value's (step, value) rows."""
+    plots = LIVE / stage / "plots" / "metrics"
+    out = {}
+    for tsv in sorted(plots.glob("*.tsv")):
+        header, *lines = tsv.read_text().splitlines()
+        assert header == f"step\t{tsv.stem}", tsv
+        out[tsv.stem] = [(int(s), float(v)) for s, v in (line.split("\t") for line in lines)]
+    return out
+
+
+@pytest.mark.parametrize("stage", ["train_proposals", "finetune", "prompt_tune"])
+def test_a_stage_killed_mid_training_resumes_its_log_with_each_step_once(stage, tiny,
+                                                                         monkeypatch):
+    """Killed as it logs its second step (the first is checkpointed: checkpoint_every 1),
+    the stage's rerun resumes from the checkpoint and its DVCLive log holds every step
+    once, in order, with the values of a run never killed (to rounding)."""
+    from pipeline.training.live_log import TrainingLog
+
+    straight = live_rows(stage)
+    steps = len(straight["loss"])
+    assert steps >= 2 and [s for s, _ in straight["loss"]] == list(range(steps))
+    module, argv = stage_call(stage)
+    real_log, calls = TrainingLog.log, [0]
+
+    def killed_at_second_step(self, row):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise Failure
+        real_log(self, row)
+
+    monkeypatch.setattr(TrainingLog, "log", killed_at_second_step)
+    with pytest.raises(Failure):
+        module.main(argv)
+    assert [s for s, _ in live_rows(stage)["loss"]] == [0]  # what the kill leaves
+    monkeypatch.undo()
+    module.main(argv)
+    resumed = live_rows(stage)
+    assert resumed.keys() == straight.keys()
+    for name, rows in straight.items():
+        assert [s for s, _ in resumed[name]] == list(range(steps)), name
+        assert _close([v for _, v in resumed[name]], [v for _, v in rows], 1e-3), name
+    summary = json.loads((LIVE / stage / "metrics.json").read_text())
+    assert summary["step"] == steps - 1 and summary["loss"] == resumed["loss"][-1][1]
+
+
+def test_a_stage_that_trains_nothing_leaves_an_empty_log(tiny):
+    """FT off: the finetune stage's DVCLive log still exists (DVC wants every declared
+    output), one header-only TSV per value and a summary saying no step ran."""
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    Path("no_ft.yaml").write_text(yaml.safe_dump(
+        dict(params, ft={**params["ft"], "enabled": False}), sort_keys=False))
+    module, argv = stage_call("finetune")
+    try:
+        module.main([a if a != "params.yaml" else "no_ft.yaml" for a in argv])
+        assert live_rows("finetune") == {"loss": [], "clip_lr": [], "prompt_lr": []}
+        assert json.loads((LIVE / "finetune" / "metrics.json").read_text()) == {"steps": 0}
+    finally:  # the other tests read the tiny pipeline's own FT
+        module.main(argv)
 
 
 TIMING_KEYS = ("seconds", "train_seconds", "samples_per_second")  # wall clock, not results

@@ -16,7 +16,7 @@ from pipeline.training.checkpoint import (
     save_checkpoint,
     save_training,
 )
-from pipeline.training.loss_log import loss_csv_bytes, write_loss_log
+from pipeline.training.loss_log import write_loss_png
 from pipeline.training.plots import curves_png
 from pipeline.training.schedules import cosine_lr, poly_lr
 
@@ -118,27 +118,18 @@ def test_checkpoint_load_refuses_arbitrary_objects(tmp_path):
     assert load_checkpoint(path, "x", "cpu") is None  # discarded: the run starts over
 
 
-COLUMNS = {"step": "", "phase": "", "loss": ".5f", "lr": ".6g"}
 ROWS = [{"step": 0, "phase": "ft", "loss": 2.0, "lr": 1e-5, "extra": 9},
         {"step": 1, "phase": "mpt", "loss": 1.0 / 3, "lr": 0.02}]
 
 
-def test_loss_csv_bytes_are_fixed():
-    assert loss_csv_bytes(ROWS, COLUMNS) == (
-        b"step,phase,loss,lr\n0,ft,2.00000,1e-05\n1,mpt,0.33333,0.02\n")
-
-
-def test_write_loss_log_writes_csv_and_curves(tmp_path):
-    write_loss_log(tmp_path / "l.csv", tmp_path / "l.png", ROWS, COLUMNS, ["loss", "lr"], "t")
-    assert (tmp_path / "l.csv").read_bytes() == loss_csv_bytes(ROWS, COLUMNS)
+def test_write_loss_png_draws_the_rows_curves(tmp_path):
+    write_loss_png(tmp_path / "l.png", ROWS, ["loss", "lr"], "t")
     assert (tmp_path / "l.png").read_bytes() == curves_png(
         [0, 1], {"loss": [2.0, 1.0 / 3], "lr": [1e-5, 0.02]}, "step", "t")
 
 
-def test_write_loss_log_with_no_rows(tmp_path):
-    write_loss_log(tmp_path / "l.csv", tmp_path / "l.png", [], COLUMNS, ["loss", "lr"], "t",
-                   empty_title="t: not trained")
-    assert (tmp_path / "l.csv").read_bytes() == b"step,phase,loss,lr\n"
+def test_write_loss_png_with_no_rows(tmp_path):
+    write_loss_png(tmp_path / "l.png", [], ["loss", "lr"], "t", empty_title="t: not trained")
     assert (tmp_path / "l.png").read_bytes() == curves_png([0], {"loss": [0.0]}, "step",
                                                            "t: not trained")
 

@@ -80,11 +80,12 @@ def phase_plan(phase: str, ft, mpt, samples: int) -> tuple[AdaptPlan, int, int]:
 
 
 def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, clip_dir: Path,
-                resume_dir: Path, text_cache: Path, device, ddp, progress=no_progress
-                ) -> tuple[MaskPrompts, list[dict], dict]:
+                resume_dir: Path, text_cache: Path, device, ddp, progress=no_progress,
+                record=None) -> tuple[MaskPrompts, list[dict], dict]:
     """Run the phases ("mpt", "ft", "simultaneous") one after the other on `model` (loaded
     from clip_dir; trained in place) with new zero prompts of `depth`. Each phase resumes
-    from resume_dir/<k>-<phase>.pt. Returns the prompts, the step log and a summary."""
+    from resume_dir/<k>-<phase>.pt. Returns the prompts, the step log and a summary;
+    record(row) sees each row of the log as run_adaptation makes it."""
     ft, mpt, a = params.ft, params.mpt, params.adapt
     shards = ShardList.from_dir(shards_dir)
     nouns, text = main_first(ddp, lambda: noun_text_features(  # once, not by every rank
@@ -99,7 +100,7 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
         phase_logs, timing = run_adaptation(
             encoder, plan, shards, loader_settings(a, model, batch_size), text, nouns,
             resume_dir / f"{k}-{phase}.pt", tag, every, device, ddp, a.precision, phase=phase,
-            keep_final=k + 1 < len(phases), progress=progress)
+            keep_final=k + 1 < len(phases), progress=progress, record=record)
         logs += phase_logs
         summary["phases"].append({"phase": phase, **run_summary(plan, batch_size, timing)})
     if logs:
@@ -108,7 +109,7 @@ def tune_phases(model, depth: int, phases: list[str], params, shards_dir: Path, 
 
 
 def finetune_phase(model, params, shards_dir: Path, clip_dir: Path, resume_path: Path,
-                   text_cache: Path, device, ddp, progress=no_progress
+                   text_cache: Path, device, ddp, progress=no_progress, record=None
                    ) -> tuple[list[dict], dict]:
     """FT (OVSeg §3.3): `model`'s image tower trained in place on the shards' (masked crop,
     noun) pairs, resumable from `resume_path`. Returns the step log and a summary."""
@@ -122,6 +123,6 @@ def finetune_phase(model, params, shards_dir: Path, clip_dir: Path, resume_path:
     logs, timing = run_adaptation(MaskedCropEncoder(model), plan, shards,
                                   loader_settings(a, model, batch_size), text, nouns,
                                   resume_path, tag, every, device, ddp, a.precision,
-                                  phase="ft", progress=progress)
+                                  phase="ft", progress=progress, record=record)
     return logs, {**run_summary(plan, batch_size, timing), "nouns": len(nouns),
                   "first_loss": round(logs[0]["loss"], 4), "final_loss": final_loss(logs)}

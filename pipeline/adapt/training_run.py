@@ -30,7 +30,7 @@ from pipeline.adapt.train import (
 from pipeline.distributed.process_group import Distributed
 from pipeline.training import checkpoint, loss_log
 
-# loss CSV column -> format spec
+# the step log's values -> format spec (pipeline/training/live_log.py rounds by it)
 LOG_FIELDS = {"step": "", "phase": "", "loss": ".5f", "clip_lr": ".6g", "prompt_lr": ".6g"}
 
 
@@ -61,17 +61,21 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
                    loader: LoaderSettings, text_features: torch.Tensor, nouns: list[str],
                    resume_path: Path, tag: str, checkpoint_every: int, device: torch.device,
                    ddp: Distributed, precision: str = "auto", phase: str = "",
-                   keep_final: bool = False, progress=no_progress
+                   keep_final: bool = False, progress=no_progress, record=None
                    ) -> tuple[list[dict], Timing]:
     """Train `encoder` in place by `plan`; returns the per-step log (dicts of LOG_FIELDS)
     of every step, those of a resumed checkpoint included, and the Timing of the steps run
     here. `tag` fingerprints the run's inputs; a checkpoint with another tag is ignored.
     keep_final: also checkpoint the last step, so that a later phase of the same stage can
-    be resumed without training this one again."""
+    be resumed without training this one again. record(row): called with each row of the
+    log in order, those of a resumed checkpoint first (the stage's DVCLive log)."""
     phase = phase or plan.name
+    record = record or (lambda row: None)
     encoder.to(device)
     optimizer = adaptation_optimizer(encoder, plan)
     start, logs = checkpoint.resume_training(resume_path, encoder, optimizer, tag, device)
+    for row in logs:
+        record(row)
     dataset = ShardBatches(shards, loader.aug, loader.batch_size, plan.steps, loader.seed,
                            start, ddp.rank, ddp.world, loader.buffer)
     batches = batch_loader(dataset, loader.workers, pin_memory=device.type == "cuda")
@@ -83,6 +87,7 @@ def run_adaptation(encoder: MaskedCropEncoder, plan: AdaptPlan, shards: ShardLis
             nonlocal ran
             ran += 1
             logs.append({"phase": phase, **dataclasses.asdict(log)})
+            record(logs[-1])
             show(log.loss)
             done = log.step + 1
             if ddp.main and done % checkpoint_every == 0 and done < plan.steps:
@@ -115,11 +120,9 @@ def final_loss(logs: list[dict], last: int = 10) -> float:
     return round(sum(r["loss"] for r in tail) / len(tail), 4)
 
 
-def write_adaptation_loss_log(logs: list[dict], csv_path: Path, png_path: Path,
-                               title: str) -> None:
-    """The loss and learning-rate curve as CSV (a DVC plot) and PNG. Steps count on across
-    phases of a two-phase run."""
+def write_adaptation_loss_png(logs: list[dict], png_path: Path, title: str) -> None:
+    """The loss and learning-rate curves as a PNG (the DVCLive log holds the values). Steps
+    count on across phases of a two-phase run."""
     rows = [{**r, "step": i} for i, r in enumerate(logs)]
     curves = ["loss"] + [k for k in ("clip_lr", "prompt_lr") if any(r[k] for r in logs)]
-    loss_log.write_loss_log(csv_path, png_path, rows, LOG_FIELDS, curves, title,
-                            empty_title=f"{title}: not trained")
+    loss_log.write_loss_png(png_path, rows, curves, title, empty_title=f"{title}: not trained")

@@ -60,7 +60,7 @@ class StepLog:
     logit_scale: float
 
 
-# metrics/base_clip_loss.csv: StepLog field -> format spec
+# the step log (metrics/live/base_clip): StepLog field -> format spec
 LOSS_COLUMNS = {"step": "", "loss": ".5f", "lr": ".6g", "logit_scale": ".4f"}
 
 

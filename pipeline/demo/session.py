@@ -24,6 +24,7 @@ from pipeline.segment.segmenter import (
     MaskPredictions,
     SegmenterModels,
     SegmenterSettings,
+    image_tensor,
     segmenter_for_names,
 )
 from pipeline.segment.two_stage import crop_masks, ensemble
@@ -105,7 +106,6 @@ class DemoSession:
         """Raises DemoInputError for input the page should explain (no image, no class
         names, an image that does not decode)."""
         from pipeline.proposals.view import proposals_png
-        from pipeline.segment.cli import image_tensor
         from pipeline.segment.view import label_map_png, palette, segmentation_png
 
         if not image_path:

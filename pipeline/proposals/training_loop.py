@@ -17,7 +17,7 @@ from pipeline.distributed.precision import autocast
 from pipeline.distributed.process_group import Distributed, all_reduce_sum
 from pipeline.proposals.loss import FOCAL, LossWeights, MaskLoss, ddp_loss_shares, set_loss
 from pipeline.proposals.model import ProposalNet, class_logits
-from pipeline.training.loss_log import write_loss_log
+from pipeline.training.loss_log import write_loss_png
 
 
 def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -38,7 +38,7 @@ class ProposalStepLog:
     lr: float
 
 
-# metrics/proposals_loss.csv: ProposalStepLog field -> format spec
+# the step log (metrics/live/train_proposals): ProposalStepLog field -> format spec
 LOSS_COLUMNS = {"step": "", "loss": ".5f", "ce": ".5f", "mask": ".5f", "dice": ".5f",
                 "lr": ".6g"}
 
@@ -95,7 +95,6 @@ def train_proposal_net(
                                 parts["dice"], cur_lr))
 
 
-def write_proposal_loss_log(logs: list[dict], csv_path, png_path) -> None:
-    """metrics/proposals_loss.{csv,png}: the loss and its CE and dice parts per step."""
-    write_loss_log(csv_path, png_path, logs, LOSS_COLUMNS, ("loss", "ce", "dice"),
-                   "proposal net training loss")
+def write_proposal_loss_png(logs: list[dict], png_path) -> None:
+    """metrics/proposals_loss.png: the loss and its CE and dice parts per step."""
+    write_loss_png(png_path, logs, ("loss", "ce", "dice"), "proposal net training loss")

@@ -21,7 +21,8 @@ complete seeds unless the expression ends with `@3,4`.
     {{seeds}}             the seeds, e.g. 0, 1, 2, 3, 4; {{nseeds}}: how many
     {{points path key.key}}  a committed JSON file's value in points (×100, 1 decimal)
     {{csv path column row}}  a committed CSV's cell (row 0 the first after the header, -1
-                          the last), e.g. a loss of metrics/prompt_tune_loss.csv
+                          the last), e.g. a loss of metrics/live/prompt_tune/plots/metrics/loss.tsv
+                          (a .tsv is read tab-separated)
 """
 
 from __future__ import annotations
@@ -105,9 +106,10 @@ def evaluate(expression: str, runs: dict, seeds: list[int], root: Path) -> str:
             for key in args[1].split("."):
                 value = value[key]
             return f"{value * 100:.1f}"
-        if op == "csv":
+        if op == "csv":  # a .tsv (DVCLive's step logs) is read tab-separated
             with open(root / args[0], newline="") as f:
-                return list(csv.DictReader(f))[int(args[2])][args[1]]
+                rows = csv.DictReader(f, delimiter="\t" if args[0].endswith(".tsv") else ",")
+                return list(rows)[int(args[2])][args[1]]
         if op == "seeds":
             return ", ".join(map(str, seeds))
         if op == "nseeds":

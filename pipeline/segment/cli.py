@@ -1,9 +1,8 @@
-"""The `ovseg` command: segment your own images with your own class names, and look at
-what the pipeline produced.
+"""The `ovseg` commands that segment your own images with your own class names and look at
+what the pipeline produced (pipeline/ovseg.py puts them and the demo together).
 
     ovseg segment photo.jpg --classes "saturn v, teapot, sky" --out seg/
     ovseg show-proposals --image-id 12 --out proposals.png
-    ovseg demo                      # a web page on http://127.0.0.1:7860
 """
 
 from __future__ import annotations
@@ -92,13 +91,6 @@ def segmenter_for(args, names: list[str]):
     return None
 
 
-def image_tensor(image):
-    """(H, W, 3) uint8 array -> (3, H, W) float tensor in [0, 1], as the segmenter takes."""
-    import torch
-
-    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
-
-
 def segment_file(segmenter, path: str, names: list[str], out: Path, variant: str,
                  max_pixels: int) -> str:
     """Segment one image file and write its two PNGs; returns the line to print.
@@ -106,6 +98,7 @@ def segment_file(segmenter, path: str, names: list[str], out: Path, variant: str
     import numpy as np
 
     from pipeline.data.image_io import read_rgb_within
+    from pipeline.segment.segmenter import image_tensor
     from pipeline.segment.view import label_map_png, segmentation_png
 
     image, full_size = read_rgb_within(path, max_pixels)  # (h, w, 3) within the bound
@@ -159,19 +152,8 @@ def segment(args) -> int:
     return 0 if done == len(args.images) else 1
 
 
-def demo(args) -> int:
-    """Serve the demo page until interrupted (Ctrl-C)."""
-    from pipeline.demo.app import open_page
-
-    blocks = open_page(args.proposals, args.adapted, args.base_clip, args.params,
-                       args.max_pixels, args.splits)
-    blocks.launch(server_name=args.host, server_port=args.port, share=False,
-                  inbrowser=False)
-    return 0
-
-
 def add_model_args(parser) -> None:
-    """The model folders and params that `segment` and `demo` serve."""
+    """The model folders and params that `segment` (and `demo`) serve."""
     parser.add_argument("--proposals", default="models/proposals", help="proposal net folder")
     parser.add_argument("--adapted", default="models/mask_prompts",
                         help="adapted CLIP (folder with adapted.json)")
@@ -190,10 +172,9 @@ def pixel_count(text: str) -> int:
     return int(text)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="ovseg", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
+def add_commands(sub) -> None:
+    """`show-proposals` and `segment` on an argparse subparsers object (pipeline/ovseg.py
+    adds them to the `ovseg` command)."""
     sp = sub.add_parser("show-proposals", help="draw one image's proposals to a PNG")
     sp.add_argument("--proposals", default="data/proposals", help="parquet folder or file")
     sp.add_argument("--image-id", type=int, default=None, help="default: the first image")
@@ -215,16 +196,13 @@ def main(argv=None) -> int:
     sg.add_argument("--variant", default="ensemble", choices=("ensemble", "clip", "maskformer"))
     add_model_args(sg)
     sg.set_defaults(func=segment)
-    dm = sub.add_parser("demo", help="a web page on this machine: any image, any class names",
-                        description="Serves the demo page (Gradio) with the pipeline's models "
-                        "until Ctrl-C; open the address it prints in a browser.")
-    add_model_args(dm)
-    dm.add_argument("--host", default="127.0.0.1",
-                    help="address to listen on (0.0.0.0 lets other machines in)")
-    dm.add_argument("--port", type=int, default=7860)
-    dm.add_argument("--splits", default="data/index/splits.json",
-                    help="prepared index whose evaluation images are the page's examples")
-    dm.set_defaults(func=demo)
+
+
+def main(argv=None) -> int:
+    """`show-proposals` and `segment` alone (the `ovseg` command has the demo too)."""
+    ap = argparse.ArgumentParser(prog="ovseg", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_commands(ap.add_subparsers(dest="command", required=True))
     args = ap.parse_args(argv)
     return args.func(args)
 

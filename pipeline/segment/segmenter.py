@@ -30,6 +30,11 @@ from pipeline.segment.two_stage import (
 )
 
 
+def image_tensor(image) -> torch.Tensor:
+    """(H, W, 3) uint8 array -> (3, H, W) float tensor in [0, 1], as the segmenter takes."""
+    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+
+
 @dataclass
 class MaskPredictions:
     """One image's two-stage evidence before the ensemble: per mask, MaskFormer's and
