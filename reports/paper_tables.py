@@ -121,13 +121,20 @@ def _minutes_and_commits(saved: dict) -> tuple[float, list[str]]:
 
 
 def _about(saved: dict) -> str:
-    """Where a runs file's runs came from: how many, their experiments, seeds and commits."""
-    experiments = sorted({r["experiment"] for r in saved.values()})
-    seeds = sorted({r["seed"] for r in saved.values()})
+    """Where a runs file's runs came from: how many, each experiment with its seeds (those
+    sharing seeds named together), and their commits."""
+    seeds_of: dict[str, list[int]] = {}
+    for r in saved.values():
+        seeds_of.setdefault(r["experiment"], []).append(r["seed"])
+    groups: dict[tuple, list[str]] = {}
+    for experiment, seeds in sorted(seeds_of.items()):
+        groups.setdefault(tuple(sorted(seeds)), []).append(experiment)
+    parts = [f"{', '.join(names)} on seed{'s' if len(seeds) > 1 else ''} "
+             f"{', '.join(map(str, seeds))}" for seeds, names in
+             sorted(groups.items(), key=lambda g: (-len(g[0]), g[0]))]
     minutes, commits = _minutes_and_commits(saved)
-    return (f"{len(saved)} runs in `{OPEN_RUNS.relative_to(REPO)}` ({', '.join(experiments)}; "
-            f"seeds {', '.join(map(str, seeds))}; commit {', '.join(commits)}; "
-            f"{minutes:.0f} minutes)")
+    return (f"{len(saved)} runs in `{OPEN_RUNS.relative_to(REPO)}` ({'; '.join(parts)}; "
+            f"commit {', '.join(commits)}; {minutes:.0f} minutes)")
 
 
 def render(exp_show: Path | None) -> None:
