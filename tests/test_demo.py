@@ -211,3 +211,14 @@ def test_ovseg_demo_serves_the_page_until_stopped(tiny_models, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_page_left_open_keeps_only_its_last_answers(page, photo):
+    from pipeline.demo.app import ANSWERS_KEPT
+
+    blocks, client, _ = page
+    demo_page = blocks.fns[0].fn.__self__
+    for k in range(ANSWERS_KEPT + 3):
+        segment(client, photo, ensemble_lambda=round(0.05 * (k % 20), 2))
+    kept = [p for p in demo_page.out_dir.iterdir() if p.is_dir()]
+    assert len(kept) == ANSWERS_KEPT and all(len(list(p.iterdir())) == 3 for p in kept)

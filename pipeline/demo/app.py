@@ -12,7 +12,9 @@ from __future__ import annotations
 import html
 import logging
 import os
+import shutil
 import tempfile
+from collections import deque
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -25,6 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 MAKE_MODELS = "`make repro` (or `.venv/bin/dvc repro`)"
+ANSWERS_KEPT = 16  # the page's last answers whose PNGs stay on disk (Gradio copies them)
 EXAMPLES_PER_SET = 3
 
 
@@ -87,6 +90,7 @@ class DemoPage:
     def __init__(self, session: DemoSession | None, missing: str | None = None):
         self.session, self.missing = session, missing
         self.out_dir = Path(tempfile.mkdtemp(prefix="ovseg-demo-"))
+        self.answers: deque[Path] = deque()
 
     def run(self, image_path, names_text, ensemble_lambda, mask_threshold):
         """-> (message, overlay PNG path, legend HTML, label map PNG path, proposals PNG
@@ -105,6 +109,9 @@ class DemoPage:
                 None
         stem = Path(image_path).stem
         folder = Path(tempfile.mkdtemp(dir=self.out_dir))  # one per answer: no overwrites
+        self.answers.append(folder)
+        while len(self.answers) > ANSWERS_KEPT:  # a page left open does not fill the disk
+            shutil.rmtree(self.answers.popleft(), ignore_errors=True)
         paths = []
         for kind, data in (("overlay", result.overlay_png), ("labels", result.labels_png),
                            ("proposals", result.proposals_png)):
