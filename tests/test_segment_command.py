@@ -51,3 +51,30 @@ def test_segment_errors_name_the_problem(tiny_models, tmp_path, capsys):
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert "model missing" in err and "dvc repro train_proposals" in err
+
+
+def test_bf16_models_keep_float32_class_embeddings_for_every_vocabulary(tiny_models):
+    """eval.dtype bfloat16: the crops run in bf16, but each vocabulary's class embeddings
+    come from the float32 text towers (a second vocabulary after the cast too), equal to
+    a float32 load's; the segmenter still labels an image under CPU bf16 weights."""
+    from pipeline.params import parse_params
+    from pipeline.segment.segmenter import (
+        load_segmenter_models,
+        segmenter_for_names,
+        segmenter_settings,
+    )
+
+    settings = segmenter_settings(parse_params({}))
+    folders = (tiny_models / "proposals", tiny_models / "adapted", tiny_models / "clip_base")
+    fp32 = load_segmenter_models(*folders, text_cache=tiny_models / "cache32")
+    bf16 = load_segmenter_models(*folders, text_cache=tiny_models / "cache16",
+                                 dtype="bfloat16")
+    assert next(bf16.clip.parameters()).dtype == torch.bfloat16
+    assert next(bf16.text_clip.parameters()).dtype == torch.float32
+    for names in (["sky", "teapot"], ["saturn v", "dog", "grass"]):
+        a, b = segmenter_for_names(fp32, names, settings), segmenter_for_names(bf16, names,
+                                                                                settings)
+        assert b.clip_text.dtype == torch.float32
+        assert torch.equal(a.clip_text, b.clip_text) and torch.equal(a.net_text, b.net_text)
+    labels = b.predict(torch.rand(3, 24, 40))["ensemble"]
+    assert labels.shape == (24, 40) and int(labels.max()) < 3
