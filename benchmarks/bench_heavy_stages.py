@@ -118,8 +118,10 @@ def decode_image(data: bytes = JPEG) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def flops_of(fn) -> float:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+def flops_of(fn, training: bool = False) -> float:
+    """FLOPs of one call of `fn`, by torch's FLOP counter; `training`: with gradients, so
+    the backward is counted too."""
+    with torch.set_grad_enabled(training), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
 
@@ -246,13 +248,6 @@ def shards_row(b: Bench, crops: int) -> list:
                  "CPU: JPEG + PNG + tar", COCO_IMAGES * 5, host_cpu(write, b.repeats) / crops)
 
 
-def training_flops(step) -> float:
-    """FLOPs of one call of `step` (forward and backward), by torch's FLOP counter."""
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
-
-
 def train_proposals_row(b: Bench, name: str, batch: int) -> list:
     from benchmarks.bench_proposal_net import CLASSES as TRAIN_CLASSES
     from benchmarks.bench_proposal_net import random_targets
@@ -277,7 +272,7 @@ def train_proposals_row(b: Bench, name: str, batch: int) -> list:
                            optimizer, 1, batch, lambda s: p.lr, 0, mask_loss=mask_loss,
                            grad_clip_norm=p.grad_clip_norm, precision="auto")
 
-    flops = training_flops(step)
+    flops = flops_of(step, training=True)
     seconds = timed(step, device, b.repeats)
     return b.row("train_proposals", f"{name.split(' ')[0]} at {crop}, {batch} img", "images",
                  batch / seconds, flops / batch, flops / seconds, "one step: forward, "
@@ -318,7 +313,7 @@ def adaptation_row(b: Bench, arch: str, prompts_depth: int, batch: int) -> list:
                          precision="auto")
         done[0] += 1
 
-    flops = training_flops(step)
+    flops = flops_of(step, training=True)
     seconds = timed(step, device, b.repeats)
     sample_jpeg = encode_jpeg((images[0].clamp(-2, 2) * 60 + 128).byte().permute(1, 2, 0)
                               .numpy(), 95)

@@ -84,6 +84,11 @@ def legend_html(result: DemoResult) -> str:
     return f'<ul class="ovseg-legend" style="list-style:none;padding:0">{rows}</ul>'
 
 
+def message_only(message: str) -> tuple:
+    """The page's outputs when it cannot segment: the message, every picture empty."""
+    return message, None, "", None, None
+
+
 class DemoPage:
     """The page's one function, around a DemoSession (or the reason there is none)."""
 
@@ -96,17 +101,16 @@ class DemoPage:
         """-> (message, overlay PNG path, legend HTML, label map PNG path, proposals PNG
         path); on bad input only the message, the rest empty."""
         if self.session is None:
-            return f"**Models missing.** {self.missing}", None, "", None, None
+            return message_only(f"**Models missing.** {self.missing}")
         try:
             result = self.session.segment(image_path, names_text, float(ensemble_lambda),
                                           float(mask_threshold))
         except DemoInputError as e:
-            return f"**{e}**", None, "", None, None
+            return message_only(f"**{e}**")
         except Exception as e:  # the page says it in one line; the console keeps the trace
             logging.getLogger(__name__).exception("segmentation failed")
             first = (str(e).splitlines() or [""])[0]
-            return f"**Segmentation failed** ({type(e).__name__}: {first})", None, "", None, \
-                None
+            return message_only(f"**Segmentation failed** ({type(e).__name__}: {first})")
         stem = Path(image_path).stem
         folder = Path(tempfile.mkdtemp(dir=self.out_dir))  # one per answer: no overwrites
         self.answers.append(folder)
@@ -164,13 +168,10 @@ def open_page(proposals_dir: str, adapted_dir: str, base_clip_dir: str, params_p
     from safetensors import SafetensorError
 
     from pipeline.distributed.device import select_device
-    from pipeline.params import ParamsError, load_params, parse_params
+    from pipeline.segment.cli import params_or_defaults
     from pipeline.segment.segmenter import load_segmenter_models, segmenter_settings
 
-    try:
-        params = load_params(params_path)
-    except ParamsError:  # no params.yaml here: the schema's defaults
-        params = parse_params({})
+    params = params_or_defaults(params_path)
     settings = segmenter_settings(params)
     device = select_device(params.compute.device)
     folders = f"`{proposals_dir}`, `{adapted_dir}` (its CLIP from `{base_clip_dir}`)"

@@ -61,19 +61,26 @@ def vocabulary(args) -> list[str] | None:
         return None
 
 
+def params_or_defaults(path: str):
+    """The params file `segment` and `demo` read eval.* and compute.device from; without
+    one (no params.yaml here), the schema's defaults."""
+    from pipeline.params import ParamsError, load_params, parse_params
+
+    try:
+        return load_params(path)
+    except ParamsError:
+        return parse_params({})
+
+
 def segmenter_for(args, names: list[str]):
     """The pipeline's models set up for `names`, or None after printing, in one line, why
     they cannot be loaded (missing, or a corrupt file: re-running its stage fixes both)."""
     from safetensors import SafetensorError
 
     from pipeline.distributed.device import select_device
-    from pipeline.params import ParamsError, load_params, parse_params
     from pipeline.segment.segmenter import load_segmenter, segmenter_settings
 
-    try:
-        params = load_params(args.params)
-    except ParamsError:  # no params.yaml here: the schema's defaults
-        params = parse_params({})
+    params = params_or_defaults(args.params)
     try:
         return load_segmenter(names, segmenter_settings(params), args.proposals, args.adapted,
                               args.base_clip, dtype=params.eval.dtype,
