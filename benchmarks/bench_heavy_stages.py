@@ -5,9 +5,11 @@ and against the GPU's datasheet peak when given (--peak-tflops).
 
 Rows (random weights: speed does not depend on them):
 - extract_proposals: the proposal net (R101c at short side 512, Swin-B at 640) on a batch
-  of images, then each image's masks upsampled, thresholded and RLE-encoded (CPU).
-- mine_pairs: 100 proposal masks RLE-decoded (CPU), masked crops and CLIP (ViT-B/16 or
-  ViT-L/14; bf16 autocast on CUDA, fp32 on CPU) on the device.
+  of images, then each image's masks upsampled, thresholded and RLE-encoded as the stage
+  does it: on a GPU by torch ops on the device (rle_device), on the CPU by pycocotools.
+- mine_pairs: 100 proposal masks RLE-decoded as the stage does it (on a GPU on the
+  device, on the CPU by pycocotools), masked crops and CLIP (ViT-B/16 or ViT-L/14; bf16
+  autocast on CUDA, fp32 on CPU) on the device.
 - evaluate: the two-stage segmenter (R101c + ViT-B/16 or Swin-B + ViT-L/14, 150 classes)
   on one image: proposals, 100 crops through CLIP, the ensemble and the label map.
 - write_shards: 100 unfilled crops cut, JPEG- and PNG-encoded and packed as tar members.
@@ -20,9 +22,11 @@ Rows (random weights: speed does not depend on them):
   Training FLOPs are counted by torch's FLOP counter over forward and backward.
 The "host ms" column is the CPU time (all threads, `time.process_time`) per item of the
 work a GPU run still leaves on the host: decoding the image files (a 640x480 JPEG; for
-evaluate also its PNG label map), COCO RLE encoding and the parquet columns (extract),
-RLE decoding (mine), the JPEG, PNG and tar members (write_shards). It is measured on any
-machine, so it shows progress on the host side without a GPU.
+evaluate also its PNG label map), the RLE strings built from the device's counts and the
+parquet columns (extract), the strings parsed into counts (mine), the JPEG, PNG and tar
+members (write_shards). It is measured on any machine, so it shows progress on the host
+side without a GPU; the note gives the same work with pycocotools on host masks (the
+CPU path, and the GPU path before issue 31).
 The "full min" column projects the stage at full scale from the rate measured, on --gpus
 devices like this one (`compute.processes` = --gpus): COCO's 118K images (100 proposals
 each, so ~12M crops to mine; ~5 pairs each to shard), ADE20K-150's 2000 for evaluate,
@@ -55,12 +59,15 @@ from pipeline.clip.mask_classifier import crop_size, crops_for_clip
 from pipeline.clip.mask_prompts import encode_image
 from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.model import create_clip
+from pipeline.data import rle_device
 from pipeline.data.image_io import encode_jpeg, encode_png
 from pipeline.data.proposal_table import (
     ImageProposals,
     decode_masks,
     encode_masks,
+    mask_decoder,
     proposal_columns,
+    string_columns,
 )
 from pipeline.data.shard_writer import sample_members
 from pipeline.distributed.precision import autocast
@@ -156,25 +163,35 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
     net_s = timed(forward, device, b.repeats)
     logits, scores = forward()
 
+    on_device = torch.device(device).type != "cpu"  # the stage's choice (extract.py)
+
     def postprocess():  # each image's masks at its size, thresholded, RLE-encoded
         for lg, sc, size in zip(logits, scores.float(), sizes):
             masks, kept = image_proposals(masks_to_image(lg, size, (H, W)), sc, (H, W))
-            proposal_columns(ImageProposals(0, masks.cpu().numpy(), kept.cpu().numpy()))
+            proposal_columns(ImageProposals(0, masks if on_device else masks.cpu().numpy(),
+                                            kept.cpu().numpy()))
 
     post_s = timed(postprocess, device, b.repeats)
     masks = [image_proposals(masks_to_image(lg, size, (H, W)), sc, (H, W))
              for lg, sc, size in zip(logits, scores.float(), sizes)]
-    masks = [(m.cpu().numpy(), s.cpu().numpy()) for m, s in masks]
+    masks = [(m.cpu(), s.cpu().numpy()) for m, s in masks]
+    counts = [rle_device.rle_counts(m) for m, _ in masks]
 
-    def host():  # the image files decoded; the masks' RLE and parquet columns
+    def host():  # the image files decoded; the strings of the device's counts, the columns
+        for c, (_, s) in zip(counts, masks):
+            decode_image()
+            string_columns(0, H, W, [rle_device.counts_string(x) for x in c], s)
+
+    def host_pycocotools():  # the same with the masks encoded on the host
         for m, s in masks:
             decode_image()
-            proposal_columns(ImageProposals(0, m, s))
+            proposal_columns(ImageProposals(0, m.numpy(), s))
 
     rate = batch / (net_s + post_s)
     return b.row("extract_proposals", name, "images", rate, flops / batch, flops / net_s,
-                 f"net {batch / net_s:.3g}/s, masks+RLE {batch / post_s:.3g}/s", COCO_IMAGES,
-                 host_cpu(host, b.repeats) / batch)
+                 f"net {batch / net_s:.3g}/s, masks+RLE {batch / post_s:.3g}/s; host with "
+                 f"pycocotools {host_cpu(host_pycocotools, b.repeats) / batch * 1e3:.3g} ms",
+                 COCO_IMAGES, host_cpu(host, b.repeats) / batch)
 
 
 def mine_row(b: Bench, arch: str, crops: int) -> list:
@@ -186,9 +203,11 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
     masks = random_masks(crops, H, W).numpy()
     rles = encode_masks(masks)
     image = torch.rand(3, H, W)
+    # the stage's choice (mine.py): decoded on the device off the CPU, by pycocotools on it
+    decode_on = mask_decoder(device if torch.device(device).type != "cpu" else None)
 
-    def decode():  # what each image costs the CPU before the device sees it
-        return torch.from_numpy(decode_masks(rles, H, W))
+    def decode():
+        return torch.as_tensor(decode_on(rles, H, W))
 
     def clip_part():
         m = decode().to(device)
@@ -196,15 +215,20 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
         with torch.no_grad(), autocast(device, "auto"):
             return encode_image(model, batch)
 
-    decode_s = timed(decode, "cpu", b.repeats)
+    decode_s = timed(decode, device, b.repeats)
     total_s = timed(clip_part, device, b.repeats)
-    # per crop: its RLE decoded, and its share of its image's file (PROPOSALS per image)
-    host_s = host_cpu(decode, b.repeats) / crops + host_cpu(decode_image, b.repeats) / PROPOSALS
+    # per crop: its RLE parsed into counts (the device runs the lengths out), and its share
+    # of its image's file (PROPOSALS per image)
+    image_s = host_cpu(decode_image, b.repeats) / PROPOSALS
+    host_s = host_cpu(lambda: [rle_device.string_counts(t) for t in rles], b.repeats) / crops
+    coco_s = host_cpu(lambda: decode_masks(rles, H, W), b.repeats) / crops
     return b.row("mine_pairs", arch, "crops", crops / total_s, flops_per_crop,
                  flops_per_crop * crops / total_s,
                  f"RLE decode {decode_s / total_s:.0%} of the time; on CUDA mine_pairs "
                  f"decodes on a reader thread, ahead: {crops / (total_s - decode_s):.3g} "
-                 "crops/s if fully overlapped", COCO_IMAGES * PROPOSALS, host_s)
+                 f"crops/s if fully overlapped; host with pycocotools "
+                 f"{(coco_s + image_s) * 1e3:.3g} ms", COCO_IMAGES * PROPOSALS,
+                 host_s + image_s)
 
 
 def evaluate_row(b: Bench, name: str) -> list:

@@ -78,9 +78,10 @@ def main(argv=None) -> None:
     # checkpoint's steps on a resume
     with training_log(args.live_log if ddp.main else None, LOSS_COLUMNS) as step_log:
         step_log.replay(logs)
-        train_proposal_net(model, batch_loader(rows, split, lut, p, device), len(rows), text,
-                           weights, optimizer, p.steps, p.batch_size, lr_schedule(p), p.seed,
-                           start, ddp, on_step, mask_loss, p.grad_clip_norm, p.precision)
+        loader = batch_loader(rows, split, lut, p, device, p.loader_workers)
+        train_proposal_net(model, loader, len(rows), text, weights, optimizer, p.steps,
+                           p.batch_size, lr_schedule(p), p.seed, start, ddp, on_step,
+                           mask_loss, p.grad_clip_norm, p.precision)
     bar.close()
     if not ddp.main:
         return

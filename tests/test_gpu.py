@@ -103,6 +103,49 @@ def test_a_mining_batch_on_cuda_pairs_as_on_the_cpu(tmp_path):
     assert max(abs(a - b) for a, b in zip(gpu[0]["similarity"], cpu[0]["similarity"])) < 0.05
 
 
+def test_rle_on_cuda_gives_pycocotools_strings_and_masks():
+    import numpy as np
+
+    from pipeline.data import rle_device
+    from tests.test_rle_device import blobs, coco_strings
+
+    masks = blobs(np.random.default_rng(0), 100, 480, 640)
+    want = coco_strings(masks)
+    assert rle_device.encode(torch.from_numpy(masks).to(CUDA)) == want
+    back = rle_device.decode(want, 480, 640, CUDA)
+    assert back.device.type == "cuda" and np.array_equal(back.cpu().numpy(), masks)
+
+
+def test_a_proposal_chunk_on_cuda_is_the_same_with_the_masks_encoded_on_the_host(tmp_path):
+    from pipeline.data.layouts import Split
+    from pipeline.params import ProposalParams
+    from pipeline.proposals.extract import write_proposal_chunk
+    from tests.test_proposal_inference import small_net, write_images
+
+    rows = write_images(tmp_path / "im", [(64, 64), (50, 90), (70, 40), (64, 64)])
+    split = Split("train", "train", str(tmp_path / "im"), str(tmp_path / "im"), "", "")
+    net, text = small_net().to(CUDA), F.normalize(torch.randn(3, 8), dim=-1).to(CUDA)
+    p = ProposalParams(short_side=64, size_divisor=32, extract_batch_size=3)
+    for on in (False, True):
+        write_proposal_chunk(tmp_path / f"{on}.parquet", split, rows, net, text, p,
+                             device_rle=on)
+    assert (tmp_path / "False.parquet").read_bytes() == (tmp_path / "True.parquet").read_bytes()
+
+
+def test_mined_pairs_on_cuda_are_the_same_with_masks_decoded_on_the_host(tmp_path):
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+    from tests.test_device_rle_stages import write_gt_proposals
+    from tests.test_pair_mining import mining_inputs
+
+    clip, text, *rest = mining_inputs(tmp_path)
+    write_gt_proposals(tmp_path, rest[3])
+    p = MineParams(masks="proposals", crop_batch_size=4)
+    runs = [mine_pairs(clip.to(CUDA), text.to(CUDA), *rest, p, tmp_path, device_rle=on)
+            for on in (False, True)]
+    assert runs[0] == runs[1]
+
+
 @pytest.mark.parametrize("phase", ["ft", "mpt"])
 def test_ft_and_mpt_steps_on_cuda_lower_the_loss(phase):
     from pipeline.adapt.train import (

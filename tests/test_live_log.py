@@ -81,3 +81,22 @@ def test_a_rank_without_a_directory_writes_nothing_but_counts(tmp_path):
     with training_log(None, FIELDS) as log:
         log.replay(ROWS)
     assert log.steps == len(ROWS) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("rows", [ROWS, ROWS[:1], []], ids=["six steps", "one", "none"])
+def test_without_dvclive_the_plain_writer_leaves_dvclives_bytes(tmp_path, monkeypatch, rows):
+    """A GPU machine without DVC runs the stages with PlainLive instead: the same files."""
+    import sys
+
+    for name in ("dvclive", "plain"):
+        if name == "plain":  # dvclive cannot be imported now
+            monkeypatch.setitem(sys.modules, "dvclive", None)
+        (tmp_path / name / "plots" / "metrics").mkdir(parents=True)
+        (tmp_path / name / "plots" / "metrics" / "old.tsv").write_text("an older log\n")
+        with training_log(tmp_path / name, FIELDS) as log:
+            log.replay(rows)
+    from pipeline.training import live_log
+
+    assert isinstance(live_log.open_live(tmp_path / "x"), live_log.PlainLive)
+    assert files(tmp_path / "plain") == files(tmp_path / "dvclive")
+    assert "plots/metrics/old.tsv" not in files(tmp_path / "plain")

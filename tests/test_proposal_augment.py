@@ -248,3 +248,26 @@ def test_a_batch_from_the_decoded_cache_equals_one_read_from_the_files(tmp_path)
         assert torch.equal(images, cold_images)
         for t, c in zip(targets, cold_targets):
             assert t.keys() == c.keys() and all(torch.equal(t[k], c[k]) for k in t)
+
+
+def test_loader_processes_hand_the_batches_of_the_plain_loader(tmp_path):
+    """train_proposals' loader processes (proposals.loader_workers) build each step's batch
+    ahead of it: the same batches, in step order, as the loader in the training process,
+    for one rank of two as for one process."""
+    from pipeline.proposals.training_loop import StepPlan, batch_indices
+
+    rows, split = random_training_split(tmp_path, 6, 48, 80, 5)
+    p = ProposalParams(crop_size=64, scale_min=0.5, scale_max=2.0, flip=True,
+                       color_jitter=True)
+    lut, cpu = torch.arange(256), torch.device("cpu")
+    for rank, world in [(0, 1), (1, 2)]:
+        plan = StepPlan(len(rows), 4, 0, start=3, steps=9, rank=rank, world=world)
+        assert [s for s, _ in plan] == list(range(3, 9))
+        assert np.array_equal(plan[2][1], batch_indices(6, 4, 0, 5)[rank::world])
+        plain = [batch_loader(rows, split, lut, p, cpu)(idx, step) for step, idx in plan]
+        ahead = list(batch_loader(rows, split, lut, p, cpu, workers=2).stream(plan))
+        assert len(ahead) == len(plain) == 6
+        for (images, targets), (want_images, want_targets) in zip(ahead, plain):
+            assert torch.equal(images, want_images)
+            for t, w in zip(targets, want_targets):
+                assert t.keys() == w.keys() and all(torch.equal(t[k], w[k]) for k in t)

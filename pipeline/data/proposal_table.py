@@ -5,6 +5,11 @@ Columns: `image_id` int64, `proposal_id` int32, `height`/`width` int32, `rle` bi
 `score` float32 (1 - p(no object); 1 for ground-truth segments), `label` int32 (the
 ground-truth class for `proposals.source: gt`, -1 for predicted proposals).
 
+Masks come as numpy arrays (pycocotools encodes and decodes them on the host) or, on a GPU,
+as torch tensors that stay on the device: `rle_device` runs the lengths there and only the
+counts cross to the host (issue 31), with the same strings, so the bytes never depend on
+where the masks were.
+
 Files are written a row group at a time (streaming: a COCO-scale run never holds more
 than one row group), rows sorted by (image_id, proposal_id), with no timestamps or
 absolute paths, so the same proposals give the same bytes. Read them with plain pandas:
@@ -21,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from pycocotools import mask as mask_utils
 
+from pipeline.data import rle_device
 from pipeline.data.segments import label_segments
 
 PROPOSAL_SCHEMA = pa.schema([
@@ -38,8 +45,11 @@ PROPOSAL_SCHEMA = pa.schema([
 ])
 
 
-def encode_masks(masks: np.ndarray) -> list[bytes]:
-    """(N, H, W) bool -> N COCO RLE count strings (pycocotools needs Fortran uint8)."""
+def encode_masks(masks: np.ndarray | torch.Tensor) -> list[bytes]:
+    """(N, H, W) bool -> N COCO RLE count strings: a numpy array by pycocotools (it needs
+    Fortran uint8), a tensor with torch ops where it lies (the same strings)."""
+    if isinstance(masks, torch.Tensor):
+        return rle_device.encode(masks)
     if len(masks) == 0:
         return []
     rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
@@ -47,11 +57,24 @@ def encode_masks(masks: np.ndarray) -> list[bytes]:
 
 
 def decode_masks(rles: list[bytes], height: int, width: int) -> np.ndarray:
-    """N RLE count strings of one image -> (N, H, W) bool."""
+    """N RLE count strings of one image -> (N, H, W) bool (pycocotools, on the host)."""
     if not rles:
         return np.zeros((0, height, width), dtype=bool)
     objs = [{"size": [height, width], "counts": r} for r in rles]
     return mask_utils.decode(objs).transpose(2, 0, 1).astype(bool)
+
+
+def mask_decoder(device: torch.device | str | None):
+    """decode(rles, height, width) -> (N, H, W) bool masks: numpy by pycocotools for None,
+    a tensor decoded on `device` by torch ops otherwise (the same masks)."""
+    if device is None:
+        return decode_masks
+    return lambda rles, height, width: rle_device.decode(rles, height, width, device)
+
+
+def host_masks(masks: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(N, H, W) bool masks as a numpy array, wherever they are."""
+    return masks.cpu().numpy() if isinstance(masks, torch.Tensor) else masks
 
 
 @dataclass
@@ -59,7 +82,7 @@ class ImageProposals:
     """The proposals of one image."""
 
     image_id: int
-    masks: np.ndarray  # (N, H, W) bool
+    masks: np.ndarray | torch.Tensor  # (N, H, W) bool: numpy, or a tensor on its device
     scores: np.ndarray  # (N,) float32
     labels: np.ndarray | None = None  # (N,) int32 ground-truth classes, or None
 
@@ -76,20 +99,28 @@ def gt_proposals(image_id: int, labels: np.ndarray, ignore: int = 255) -> ImageP
 
 def proposal_columns(p: ImageProposals) -> dict[str, list]:
     n, h, w = p.masks.shape
-    rles = encode_masks(p.masks)
-    objs = [{"size": [h, w], "counts": r} for r in rles]
+    return string_columns(p.image_id, h, w, encode_masks(p.masks), p.scores, p.labels)
+
+
+def string_columns(image_id: int, height: int, width: int, rles: list[bytes],
+                   scores: np.ndarray, labels: np.ndarray | None = None) -> dict[str, list]:
+    """The PROPOSAL_SCHEMA columns of one image's RLE strings: what is left on the host
+    once the masks are encoded (on a GPU, by `rle_device`)."""
+    n = len(rles)
+    objs = [{"size": [height, width], "counts": r} for r in rles]
+    # boxes and areas from the strings (pycocotools' C, cheap): masks on a device stay there
     boxes = mask_utils.toBbox(objs).astype(np.float32) if n else np.zeros((0, 4), np.float32)
-    areas = p.masks.reshape(n, h * w).sum(axis=1).astype(np.int64)
-    labels = p.labels if p.labels is not None else np.full(n, -1)
+    areas = mask_utils.area(objs).astype(np.int64) if n else np.zeros(0, np.int64)
+    labels = labels if labels is not None else np.full(n, -1)
     return {
-        "image_id": [p.image_id] * n,
+        "image_id": [image_id] * n,
         "proposal_id": list(range(n)),
-        "height": [h] * n,
-        "width": [w] * n,
+        "height": [height] * n,
+        "width": [width] * n,
         "rle": rles,
         "bbox": [list(map(float, b)) for b in boxes],
         "area": areas.tolist(),
-        "score": [float(s) for s in p.scores],
+        "score": [float(s) for s in scores],
         "label": [int(x) for x in labels],
     }
 
@@ -161,10 +192,12 @@ def proposal_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def iter_image_proposals(folder_or_file: str | Path, image_ids=None
+def iter_image_proposals(folder_or_file: str | Path, image_ids=None, device=None
                          ) -> Iterator[ImageProposals]:
     """Stream proposals image by image (files in part order, one row group at a time).
-    `image_ids`: only these images (a set), filtered with the row groups' statistics."""
+    `image_ids`: only these images (a set), filtered with the row groups' statistics.
+    `device`: masks decoded there as tensors (`mask_decoder`); None: numpy."""
+    decode = mask_decoder(device)
     path = Path(folder_or_file)
     files = [path] if path.is_file() else proposal_files(path)
     wanted = None if image_ids is None else set(int(i) for i in image_ids)
@@ -181,35 +214,39 @@ def iter_image_proposals(folder_or_file: str | Path, image_ids=None
             for i in range(len(t["image_id"])):
                 row = {k: t[k][i] for k in t}
                 if pending and pending[0]["image_id"] != row["image_id"]:
-                    yield from _emit(pending, wanted)
+                    yield from _emit(pending, wanted, decode)
                     pending = None
                 if pending is None:
                     pending = []
                 pending.append(row)
         if pending:
-            yield from _emit(pending, wanted)
+            yield from _emit(pending, wanted, decode)
 
 
-def _emit(rows: list[dict], wanted) -> Iterator[ImageProposals]:
+def _emit(rows: list[dict], wanted, decode) -> Iterator[ImageProposals]:
     image_id = rows[0]["image_id"]
     if wanted is not None and image_id not in wanted:
         return
     h, w = rows[0]["height"], rows[0]["width"]
     rows = sorted(rows, key=lambda r: r["proposal_id"])
-    yield ImageProposals(image_id, decode_masks([r["rle"] for r in rows], h, w),
+    yield ImageProposals(image_id, decode([r["rle"] for r in rows], h, w),
                          np.array([r["score"] for r in rows], dtype=np.float32),
                          np.array([r["label"] for r in rows], dtype=np.int32))
 
 
-def proposals_for_rows(rows, folder: str | Path) -> Iterator[np.ndarray]:
+def proposals_for_rows(rows, folder: str | Path, device=None
+                       ) -> Iterator[np.ndarray | torch.Tensor]:
     """The proposal masks (N, H, W) of each index row in turn, from one stream over the
-    parquet (sorted by image_id, like the index); (0, H, W) for an image without any."""
-    stream = iter_image_proposals(folder, image_ids={r.image_id for r in rows})
+    parquet (sorted by image_id, like the index); (0, H, W) for an image without any.
+    `device`: tensors decoded there; None: numpy arrays."""
+    stream = iter_image_proposals(folder, image_ids={r.image_id for r in rows}, device=device)
     pending = next(stream, None)
     for row in rows:
         while pending is not None and pending.image_id < row.image_id:
             pending = next(stream, None)
         if pending is not None and pending.image_id == row.image_id:
             yield pending.masks
+        elif device is not None:
+            yield torch.zeros((0, row.height, row.width), dtype=torch.bool, device=device)
         else:
             yield np.zeros((0, row.height, row.width), dtype=bool)

@@ -14,8 +14,9 @@ and `nonzero` over the whole batch at once), counts their differences; decoding 
 `repeat_interleave`. Only the counts cross to the host, where the string is built with
 numpy over all counts at once. On the CPU pycocotools stays faster (100 masks of 480 x 640
 on 2 cores: encode 45 ms against 215 ms here, decode 28 against 246): this is for masks
-that are on a GPU, where copying them to the host is the cost. Not yet wired into
-extract_proposals or mine_pairs (issue 31, item 1).
+that are on a GPU, where copying them to the host is the cost: extract_proposals encodes
+the net's masks here, and mine_pairs decodes the proposals here, when they run on a GPU
+(proposal_table.encode_masks / mask_decoder).
 """
 
 from __future__ import annotations

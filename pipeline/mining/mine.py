@@ -21,7 +21,7 @@ from pipeline.clip.mask_prompts import encode_image
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
-from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
+from pipeline.data.proposal_table import gt_proposals, host_masks, proposals_for_rows
 from pipeline.data.read_ahead import read_ahead
 from pipeline.distributed.precision import autocast
 from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, lemma_classes, mask_iou_single
@@ -93,7 +93,8 @@ def mining_vocabulary(rows, splits: dict[str, Split], p: MineParams, extractor,
 
 def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_to_class: dict,
                rows, split: Split, p: MineParams, proposals_dir: Path, progress=_quiet,
-               read_ahead_images: int | None = None) -> tuple[dict[str, list], int, int]:
+               read_ahead_images: int | None = None, device_rle: bool | None = None
+               ) -> tuple[dict[str, list], int, int]:
     """Masked crops of each image's proposals (`p.masks`: the proposal table's, or the
     ground-truth segments) -> CLIP -> the best proposal of each of its nouns; `text` (V, D)
     holds the unit text embeddings of `lemmas`. Returns the PAIR_SCHEMA columns, and the
@@ -103,8 +104,13 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
     pipeline/distributed/precision.py), `mine.crop_batch_size` crops per forward over consecutive
     images: the batches depend only on `rows`, so a chunk's pairs do not depend on which
     process mined it. `read_ahead_images` (default: READ_AHEAD_IMAGES on CUDA, 0 on the
-    CPU) images are read and decoded ahead on a thread; the pairs are the same either way."""
+    CPU) images are read and decoded ahead on a thread; the pairs are the same either way.
+    `device_rle` (default: off the CPU) decodes the proposals' RLE strings on the device
+    (`rle_device`: the masks never cross from the host); on the CPU pycocotools does, faster
+    there. The pairs are the same either way."""
     device = text.device
+    if device_rle is None:
+        device_rle = device.type != "cpu"
     lemma_index = {lemma: i for i, lemma in enumerate(lemmas)}
     columns = {name: [] for name in PAIR_SCHEMA.names}
     checked, correct = 0, 0
@@ -131,17 +137,18 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
                 c = lemma_to_class.get(lemma)
                 if c is not None and (labels == c).any():
                     checked += 1
-                    correct += mask_iou_single(masks[b], labels == c) >= 0.5
+                    correct += mask_iou_single(host_masks(masks[b]), labels == c) >= 0.5
         batch.clear()
 
-    streamed = proposals_for_rows(rows, proposals_dir) if p.masks == "proposals" else None
+    streamed = proposals_for_rows(rows, proposals_dir, device if device_rle else None) \
+        if p.masks == "proposals" else None
     label_dir, image_dir = Path(split.label_dir), Path(split.image_dir)
 
     def read_rows():  # (row, labels (H, W), masks (N, H, W) bool, image (3, H, W) uint8)
         for row in progress(rows, "mine pairs"):
             labels = read_labels(label_dir / row.label_file)
             masks = next(streamed) if streamed is not None else \
-                gt_proposals(row.image_id, labels, split.ignore_label).masks
+                torch.from_numpy(gt_proposals(row.image_id, labels, split.ignore_label).masks)
             if nouns[row.image_id] and len(masks):
                 image = torch.from_numpy(read_rgb(image_dir / row.file_name).copy())
                 yield row, labels, masks, image.permute(2, 0, 1)
@@ -150,8 +157,8 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
     if read_ahead_images is None:
         read_ahead_images = READ_AHEAD_IMAGES if device.type == "cuda" else 0
     for row, labels, masks, image in read_ahead(read_rows(), read_ahead_images):
-        crops, _, valid = crops_for_clip(clip, image.to(device).float() / 255,
-                                         torch.from_numpy(masks).to(device), p.fill,
+        masks = torch.as_tensor(masks).to(device)  # numpy from pycocotools, or on the device
+        crops, _, valid = crops_for_clip(clip, image.to(device).float() / 255, masks, p.fill,
                                          p.expand_ratio)
         batch.append((row, labels, masks, crops, valid))
         if sum(len(b[3]) for b in batch) >= p.crop_batch_size:

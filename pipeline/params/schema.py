@@ -113,6 +113,9 @@ class ProposalParams:
     dice_weight: float = spec(1.0, ge=0.0)
     seed: int = spec(0, ge=0)
     threads: int = spec(2, ge=1, le=256, doc="torch CPU threads per process")
+    loader_workers: int = spec(0, ge=0, le=64, doc="train_proposals: processes reading and "
+                               "augmenting batches ahead of the step (0: the training "
+                               "process); the batches are the same")
     checkpoint_every: int = spec(100, ge=1, doc="steps between resumable checkpoints")
     extract_batch_size: int = spec(64, ge=1)
     min_score: float = spec(0.0, ge=0.0, le=1.0, doc="drop proposals scoring below this")

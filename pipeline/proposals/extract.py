@@ -3,6 +3,11 @@ oracle and ablation runs) the ground-truth segments in the same form, and their
 class-agnostic recall of the labelled segments, seen and unseen classes apart.
 
 `progress(iterable, desc)` wraps the pass over the batches (the stage's progress bar).
+
+On a GPU (issue 31) the masks stay there from the network to the RLE strings (`rle_device`:
+only the counts cross to the host, not 100 x H x W bytes an image) and the next batch's
+images are decoded on a thread while the net runs; on the CPU pycocotools encodes numpy
+masks, which is faster there. The strings, and so the parquet bytes, are the same.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from pipeline.data.proposal_table import (
     ImageProposals,
     ProposalWriter,
     gt_proposals,
+    host_masks,
     proposals_for_rows,
 )
+from pipeline.data.read_ahead import read_ahead
 from pipeline.data.segments import label_segments
 from pipeline.distributed.precision import autocast
 from pipeline.params import ProposalParams
@@ -27,20 +34,32 @@ from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import image_proposals, predict_proposals
 from pipeline.proposals.recall import segment_recall
 
+# Batches of images decoded ahead of the net on a GPU: 2 x 64 images of 640x480 as float
+# tensors are about 470 MB of host memory.
+READ_AHEAD_BATCHES = 2
+
 
 def _quiet(iterable, desc: str):
     return iterable
 
 
-def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams) -> list[ImageProposals]:
-    """Proposals of a batch of index rows, each at its image's own size: the images go in
-    at short side `proposals.short_side`, aspect kept, padded to `proposals.size_divisor`
-    (inference.py). The net runs on the device of its weights, in bf16 autocast on CUDA
-    when `proposals.autocast` is bf16; the class logits (model.class_logits) and the mask
-    upsampling are float32 there."""
+def read_images(rows, image_dir: Path) -> list[torch.Tensor]:
+    """The rows' images as (3, H, W) float tensors in [0, 1]."""
+    return [torch.from_numpy(read_rgb(image_dir / r.file_name).copy()).permute(2, 0, 1)
+            .float().div(255) for r in rows]
+
+
+def proposals_of_images(net, text, rows, images: list[torch.Tensor], p: ProposalParams,
+                        device_rle: bool | None = None) -> list[ImageProposals]:
+    """Proposals of a batch of index rows and their (3, H, W) images, each at its image's
+    own size: the images go in at short side `proposals.short_side`, aspect kept, padded
+    to `proposals.size_divisor` (inference.py). The net runs on the device of its weights,
+    in bf16 autocast on CUDA when `proposals.autocast` is bf16; the class logits
+    (model.class_logits) and the mask upsampling are float32 there. `device_rle` (default:
+    off the CPU) keeps the masks as tensors on that device, for `rle_device` to encode."""
     device = text.device
-    images = [torch.from_numpy(read_rgb(image_dir / r.file_name).copy()).permute(2, 0, 1)
-              .float().div(255) for r in rows]  # (3, H, W) each
+    if device_rle is None:
+        device_rle = device.type != "cpu"
     x, sizes = net_batch(images, p.short_side, p.size_divisor)
     with autocast(device, p.precision):  # (no_grad inside)
         logits, scores = predict_proposals(net, x.to(device), text)  # scores: float32
@@ -49,23 +68,34 @@ def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams) -> list[I
         image_size = (r.height, r.width)
         masks, kept = image_proposals(masks_to_image(lg, size, image_size), sc, image_size,
                                       p.min_score)
-        out.append(ImageProposals(r.image_id, masks.cpu().numpy(),
+        out.append(ImageProposals(r.image_id, masks if device_rle else masks.cpu().numpy(),
                                   kept.cpu().numpy().astype(np.float32)))
     return out
 
 
+def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams,
+                  device_rle: bool | None = None) -> list[ImageProposals]:
+    """`proposals_of_images` of the rows' image files."""
+    return proposals_of_images(net, text, rows, read_images(rows, image_dir), p, device_rle)
+
+
 def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc: str,
-                         progress=_quiet):
-    """(index row, proposals) for each row, in batches of `proposals.extract_batch_size`."""
+                         progress=_quiet, device_rle: bool | None = None):
+    """(index row, proposals) for each row, in batches of `proposals.extract_batch_size`;
+    on CUDA the next batches' images are read on a thread while the net runs."""
     bs = p.extract_batch_size
-    for i in progress(range(0, len(rows), bs), desc):
-        batch = rows[i:i + bs]
-        if p.source == "gt":
-            props = [gt_proposals(r.image_id, read_labels(Path(split.label_dir) / r.label_file),
-                                  split.ignore_label) for r in batch]
-        else:
-            props = net_proposals(net, text, batch, Path(split.image_dir), p)
-        yield from zip(batch, props)
+    batches = (rows[i:i + bs] for i in progress(range(0, len(rows), bs), desc))
+    if p.source == "gt":
+        for batch in batches:
+            yield from zip(batch, [gt_proposals(
+                r.image_id, read_labels(Path(split.label_dir) / r.label_file),
+                split.ignore_label) for r in batch])
+        return
+    depth = READ_AHEAD_BATCHES if text.device.type == "cuda" else 0
+    image_dir = Path(split.image_dir)
+    read = ((batch, read_images(batch, image_dir)) for batch in batches)
+    for batch, images in read_ahead(read, depth):
+        yield from zip(batch, proposals_of_images(net, text, batch, images, p, device_rle))
 
 
 def recall_counts(split: Split, row, masks: np.ndarray, seen: tuple[bool, ...],
@@ -98,15 +128,17 @@ def split_recall(split: Split, rows, seen: tuple[bool, ...], net, text, p: Propo
     """Recall summary of the proposals of `rows` of `split`."""
     counts, n_props = {}, []
     for row, props in iter_split_proposals(split, rows, net, text, p, split.name, progress):
-        recall_counts(split, row, props.masks, seen, counts)
+        recall_counts(split, row, host_masks(props.masks), seen, counts)
         n_props.append(len(props.masks))
     return summarize(counts, n_props)
 
 
-def write_proposal_chunk(path: Path, split: Split, rows, net, text, p: ProposalParams) -> int:
+def write_proposal_chunk(path: Path, split: Split, rows, net, text, p: ProposalParams,
+                         device_rle: bool | None = None) -> int:
     """The proposals of `rows` (one chunk of images) as one parquet file; its row count."""
     with ProposalWriter(path, p.row_group_size) as writer:
-        for _, props in iter_split_proposals(split, rows, net, text, p, ""):
+        for _, props in iter_split_proposals(split, rows, net, text, p, "",
+                                             device_rle=device_rle):
             writer.add(props)
     return writer.rows
 

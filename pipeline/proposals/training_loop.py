@@ -28,6 +28,33 @@ def batch_indices(n_images: int, batch_size: int, seed: int, step: int) -> np.nd
     return np.resize(order, per_epoch * batch_size)[k * batch_size:(k + 1) * batch_size]
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """The (step, row numbers) of one process's batches from `start` to `steps`, computed
+    where they are read (a loader process), so a 120K-step plan costs nothing up front."""
+
+    n_images: int
+    batch_size: int
+    seed: int
+    start: int
+    steps: int
+    rank: int = 0
+    world: int = 1
+
+    def __len__(self) -> int:
+        return max(self.steps - self.start, 0)
+
+    def __getitem__(self, k: int) -> tuple[int, np.ndarray]:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        step = self.start + k
+        return step, batch_indices(self.n_images, self.batch_size, self.seed,
+                                   step)[self.rank::self.world]
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
 @dataclass
 class ProposalStepLog:
     step: int
@@ -62,7 +89,9 @@ def train_proposal_net(
     precision: str = "fp32",
 ) -> None:
     """Train from `start_step` to `steps`. `load_batch(indices, step)` -> images
-    (B, 3, S, S) in [0, 1] on the model's device and targets (see `loss.layer_loss`).
+    (B, 3, S, S) in [0, 1] on the model's device and targets (see `loss.layer_loss`); a
+    loader with a `stream(plan)` method (training_recipe.BatchLoader) hands the batches
+    of the whole StepPlan in order instead, read ahead.
     `lr_at(step)` is the base lr of a step; a param group's "lr_scale" (default 1)
     multiplies it. Under DDP each process takes every world-th image of the global batch, and
     its losses are scaled to its share of the global batch (`loss.ddp_loss_shares`), so the
@@ -72,9 +101,10 @@ def train_proposal_net(
     ddp = ddp or Distributed()
     net = data_parallel(model, ddp)  # SyncBatchNorm on GPUs: small_cnn's BN is live
     model.train()
-    for step in range(start_step, steps):
-        idx = batch_indices(n_images, batch_size, seed, step)[ddp.rank::ddp.world]
-        images, targets = load_batch(idx, step)
+    plan = StepPlan(n_images, batch_size, seed, start_step, steps, ddp.rank, ddp.world)
+    batches = load_batch.stream(plan) if hasattr(load_batch, "stream") else \
+        (load_batch(idx, step) for step, idx in plan)
+    for step, (images, targets) in zip(range(start_step, steps), batches):
         cur_lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = cur_lr * group.get("lr_scale", 1.0)

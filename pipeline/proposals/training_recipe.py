@@ -6,7 +6,7 @@ alone), and the loader of a batch of images with their per-segment targets.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,35 +95,80 @@ def training_classes(split: Split) -> tuple[list[str], torch.Tensor]:
     return [classes.names[i] for i in seen], lut
 
 
-def batch_loader(rows, split: Split, lut: torch.Tensor, p: ProposalParams,
-                 device: torch.device):
+class BatchLoader:
     """load_batch(row numbers, step) -> (images (B, 3, C, C) in [0, 1], per-image targets
     at C/4, the net's mask resolution), on `device`; C = proposals.crop_size. Each image
     is augmented (augment.py) with a generator keyed by (seed, step, row number), so a
-    batch depends on the step alone and a resumed run sees the same batches."""
-    pred_size = (p.crop_size // 4, p.crop_size // 4)
-    image_dir, label_dir = Path(split.image_dir), Path(split.label_dir)
-    decoded = DecodedCache()  # 1.6 epochs of the world's images in 1000 steps
+    batch depends on the step alone and a resumed run sees the same batches.
 
-    def read(i: int) -> tuple[np.ndarray, np.ndarray]:
-        return (read_rgb(image_dir / rows[i].file_name),
-                read_labels(label_dir / rows[i].label_file))
+    `stream(plan)`: the batches of a training run's (step, row numbers) in order, read
+    and augmented by `workers` loader processes ahead of the step (issue 31: at 512 or 640
+    pixels the JPEG decode and augmentation would otherwise stall the GPU between steps);
+    0 builds them in this process, as `__call__` does. The batches are the same either way:
+    each depends only on its step and rows."""
 
-    def load_one(i: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([p.seed, step, i])
-        return augment(*decoded.get(i, read), rng, p.crop_size,
-                       p.scale_min, p.scale_max, p.single_category_max_area, p.flip,
-                       p.color_jitter, split.ignore_label)
+    def __init__(self, rows, split: Split, lut: torch.Tensor, p: ProposalParams,
+                 device: torch.device, workers: int = 0):
+        self.rows, self.split, self.lut, self.p = rows, split, lut, p
+        self.device, self.workers = device, workers
+        self.decoded = DecodedCache()  # 1.6 epochs of the world's images in 1000 steps
 
-    def load_batch(idx: np.ndarray, step: int):
-        pairs = [load_one(int(i), step) for i in idx]
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return (read_rgb(Path(self.split.image_dir) / self.rows[i].file_name),
+                read_labels(Path(self.split.label_dir) / self.rows[i].label_file))
+
+    def host_batch(self, idx: np.ndarray, step: int
+                   ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        """The batch on the host: what a loader process builds."""
+        p = self.p
+        pairs = [augment(*self.decoded.get(int(i), self._read),
+                         np.random.default_rng([p.seed, step, int(i)]), p.crop_size,
+                         p.scale_min, p.scale_max, p.single_category_max_area, p.flip,
+                         p.color_jitter, self.split.ignore_label) for i in idx]
         images = np.stack([image for image, _ in pairs])  # (B, C, C, 3)
-        images = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)
-        targets = []
-        for _, labels in pairs:
-            t = segment_targets(torch.from_numpy(labels.copy()), lut, pred_size,
-                                split.ignore_label)
-            targets.append({k: v.to(device) for k, v in t.items()})
+        images = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+        pred_size = (p.crop_size // 4, p.crop_size // 4)
+        targets = [segment_targets(torch.from_numpy(labels.copy()), self.lut, pred_size,
+                                   self.split.ignore_label) for _, labels in pairs]
         return images, targets
 
-    return load_batch
+    def to_device(self, batch):
+        images, targets = batch
+        return (images.to(self.device, non_blocking=True),
+                [{k: v.to(self.device, non_blocking=True) for k, v in t.items()}
+                 for t in targets])
+
+    def __call__(self, idx: np.ndarray, step: int):
+        return self.to_device(self.host_batch(idx, step))
+
+    def stream(self, plan) -> Iterator:
+        """The batches of `plan` ((step, row numbers) items, with len) in order."""
+        if self.workers == 0:
+            for step, idx in plan:
+                yield self(idx, step)
+            return
+        on_host = torch.utils.data.DataLoader(
+            _PlannedBatches(self, plan), batch_size=None, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", prefetch_factor=2)
+        for batch in on_host:
+            yield self.to_device(batch)
+
+
+class _PlannedBatches(torch.utils.data.Dataset):
+    """Item k: the host batch of plan[k], built in a loader process."""
+
+    def __init__(self, loader: BatchLoader, plan):
+        self.loader, self.plan = loader, plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, k: int):
+        step, idx = self.plan[k]
+        return self.loader.host_batch(idx, step)
+
+
+def batch_loader(rows, split: Split, lut: torch.Tensor, p: ProposalParams,
+                 device: torch.device, workers: int = 0) -> BatchLoader:
+    """The proposal net's training batches of `rows` of `split` (BatchLoader)."""
+    return BatchLoader(rows, split, lut, p, device, workers)
