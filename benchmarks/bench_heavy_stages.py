@@ -30,13 +30,18 @@ CPU path, and the GPU path before issue 31).
 The "full min" column projects the stage at full scale from the rate measured, on --gpus
 devices like this one (`compute.processes` = --gpus): COCO's 118K images (100 proposals
 each, so ~12M crops to mine; ~5 pairs each to shard), ADE20K-150's 2000 for evaluate,
-the presets' 120K proposal-net steps of 32 images, 5 FT epochs and 1 MPT epoch over
-COCO's ~440K pairs.
+the presets' 120K proposal-net steps of 32 images, 5 FT epochs and 5 MPT epochs (OVSeg
+§4.1) over COCO's ~440K pairs.
 
     python -m benchmarks.bench_heavy_stages                            # CPU, 2 threads, ~10 min
     python -m benchmarks.bench_heavy_stages --only mine_pairs --settings "Swin-B + ViT-L/14"
     python -m benchmarks.bench_heavy_stages --device cuda --peak-tflops 989 --gpus 8
     python -m benchmarks.bench_heavy_stages --only train_proposals finetune prompt_tune
+    python -m benchmarks.bench_heavy_stages --device cuda --profile gpu-check/profiles
+
+--profile DIR: one more call of each extract, mine and evaluate row under torch.profiler,
+its ops by self time (device time on CUDA) in DIR/<stage>-<setting>.txt: where the time
+goes, for the next change (issue 31, item 2).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import dataclasses
 import io
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,7 +84,7 @@ from pipeline.proposals.training_recipe import net_config
 from pipeline.segment.segmenter import Segmenter, segmenter_settings
 
 H, W, PROPOSALS, CLASSES, COCO_IMAGES, ADE_IMAGES = 480, 640, 100, 150, 118_287, 2000
-PROPOSAL_STEPS, PROPOSAL_BATCH, COCO_PAIRS, FT_EPOCHS = 120_000, 32, 440_000, 5
+PROPOSAL_STEPS, PROPOSAL_BATCH, COCO_PAIRS, ADAPT_EPOCHS = 120_000, 32, 440_000, 5
 # per-GPU batches of the presets over 8 GPUs: proposal net, FT (by CLIP), MPT
 GPU_BATCH = {"proposals": 4, "ViT-B-16": 1024 // 8, "ViT-L-14": 256 // 8, "mpt": 256 // 8}
 # (proposal net setting of bench_proposal_net, its inference short side, CLIP)
@@ -93,6 +99,24 @@ class Bench:
     baseline: float  # matmul FLOP/s of the networks' dtype on the device, this run
     peak_tflops: float  # the device's datasheet peak, 0: unknown
     devices: int  # for the full-scale projection
+    profile_dir: Path | None = None  # --profile
+
+    def profile(self, stage: str, setting: str, fn) -> None:
+        """One call of `fn` under torch.profiler, its top ops written to profile_dir."""
+        if self.profile_dir is None:
+            return
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = torch.device(self.device).type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() else "-" for c in f"{stage}-{setting}")
+        (self.profile_dir / f"{name}.txt").write_text(prof.key_averages().table(
+            sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=30))
 
     def row(self, stage: str, setting: str, unit: str, rate: float, flops_per_item: float,
             achieved: float, note: str, full_items: int, host_seconds: float) -> list:
@@ -187,6 +211,7 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
             decode_image()
             proposal_columns(ImageProposals(0, m.numpy(), s))
 
+    b.profile("extract_proposals", name, lambda: (forward(), postprocess()))
     rate = batch / (net_s + post_s)
     return b.row("extract_proposals", name, "images", rate, flops / batch, flops / net_s,
                  f"net {batch / net_s:.3g}/s, masks+RLE {batch / post_s:.3g}/s; host with "
@@ -217,6 +242,7 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
 
     decode_s = timed(decode, device, b.repeats)
     total_s = timed(clip_part, device, b.repeats)
+    b.profile("mine_pairs", arch, clip_part)
     # per crop: its RLE parsed into counts (the device runs the lengths out), and its share
     # of its image's file (PROPOSALS per image)
     image_s = host_cpu(decode_image, b.repeats) / PROPOSALS
@@ -250,6 +276,7 @@ def evaluate_row(b: Bench, name: str) -> list:
 
     flops = flops_of(segment)
     seconds = timed(segment, device, b.repeats)
+    b.profile("evaluate", name, segment)
     host_s = host_cpu(lambda: (decode_image(), decode_image(LABELS)), b.repeats)
     return b.row("evaluate", name, "images", 1 / seconds, flops, flops / seconds,
                  f"fusion on {device} too", ADE_IMAGES, host_s)
@@ -344,11 +371,10 @@ def adaptation_row(b: Bench, arch: str, prompts_depth: int, batch: int) -> list:
     sample_png = encode_png(masks[0].numpy().astype(np.uint8) * 255)
     host_s = host_cpu(lambda: (decode_image(sample_jpeg), decode_image(sample_png)), b.repeats)
     stage = "prompt_tune" if mpt else "finetune"
-    epochs = 1 if mpt else FT_EPOCHS
     return b.row(stage, f"{arch}, {batch} crops" + (f", depth {prompts_depth}" if mpt else ""),
                  "crops", batch / seconds, flops / batch, flops / seconds,
                  ("MPT: CLIP frozen, prompts trained" if mpt else "FT: image tower trained")
-                 + "; host: a shard sample's JPEG and PNG", COCO_PAIRS * epochs, host_s)
+                 + "; host: a shard sample's JPEG and PNG", COCO_PAIRS * ADAPT_EPOCHS, host_s)
 
 
 def main(argv=None) -> None:
@@ -367,6 +393,8 @@ def main(argv=None) -> None:
     ap.add_argument("--settings", nargs="*", default=None, choices=list(PAIRINGS),
                     help="default: both on GPU; R101c + ViT-B/16 on CPU, where Swin-B and "
                          "ViT-L/14 take many minutes per image")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="folder for one profiled call of each inference row's work")
     ap.add_argument("--only", nargs="*", default=None,
                     help="stages to run (extract_proposals mine_pairs evaluate write_shards "
                     "train_proposals finetune prompt_tune)")
@@ -377,7 +405,7 @@ def main(argv=None) -> None:
     dtype = torch.bfloat16 if gpu else torch.float32
     b = Bench(args.device, args.repeats,
               matmul_rate(dtype, args.device, 8192 if gpu else 1024) * 1e9, args.peak_tflops,
-              args.gpus if gpu else 1)
+              args.gpus if gpu else 1, args.profile)
     only = set(args.only or ("extract_proposals", "mine_pairs", "evaluate", "write_shards",
                              "train_proposals", "finetune", "prompt_tune"))
     t0 = time.time()

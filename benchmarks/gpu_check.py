@@ -4,7 +4,8 @@
    `compute.device: cuda`, in a copy of the code under --out, each stage timed; the
    checkout's data/, models/ and metrics/ are left alone;
 2. the tests marked `gpu` (tests/test_gpu.py: the device-sensitive unit checks on CUDA);
-3. benchmarks/bench_heavy_stages.py at the paper's shapes, bf16;
+3. benchmarks/bench_heavy_stages.py at the paper's shapes, bf16, with one profiled call of
+   each inference row (--out/profiles/: each op's device time, largest first);
 
 then one report, --out/report.md (and report.json): each stage's time, the run's metrics
 beside the committed CPU run's with the CPU's cross-seed spread, the tests' outcome, the
@@ -125,7 +126,7 @@ def run_benchmark(python: str, device: str, out: Path, timeout: float) -> str:
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     cmd = [python, "-m", "benchmarks.bench_heavy_stages", "--device", device,
            "--repeats", "1", "--gpus", "8", "--threads", str(min(12, os.cpu_count() or 2)),
-           "--peak-tflops", str(peak_tflops(name))]
+           "--peak-tflops", str(peak_tflops(name)), "--profile", str(out / "profiles")]
     try:
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
         text, tail = r.stdout, r.stderr[-3000:] if r.returncode else ""

@@ -101,7 +101,19 @@ def decode(texts: list[bytes], height: int, width: int,
     if bad:
         raise ValueError(f"RLE {bad[0]} covers {sizes[bad[0]]} pixels, not {height} x "
                          f"{width} = {height * width} (a mask of another size?)")
-    lengths = torch.from_numpy(np.concatenate(counts)).to(device)
-    values = torch.cat([torch.arange(len(c), device=device) % 2 for c in counts]).bool()
-    flat = torch.repeat_interleave(values, lengths)  # (N * W * H,)
+    lengths = np.concatenate(counts)
+    # run k of a mask is 0s for even k, 1s for odd k: k = position less the mask's start
+    starts = np.repeat(np.cumsum([0] + [len(c) for c in counts[:-1]]), [len(c) for c in counts])
+    values = (np.arange(len(lengths)) - starts) % 2 == 1
+    # no device sync on the way (mine_pairs decodes on its reader thread while CLIP runs):
+    # pinned, non-blocking copies, and the output size given, not read back
+    flat = torch.repeat_interleave(_to_device(values, device), _to_device(lengths, device),
+                                   output_size=len(texts) * height * width)  # (N * W * H,)
     return flat.reshape(len(texts), width, height).transpose(1, 2)
+
+
+def _to_device(array: np.ndarray, device) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
