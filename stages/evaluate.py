@@ -52,7 +52,11 @@ from pipeline.segment.eval_report import (
     report_files,
     score_lines,
 )
-from pipeline.segment.evaluation import confusion_by_variant, resolve_dataset
+from pipeline.segment.evaluation import (
+    READ_AHEAD_BATCHES,
+    confusion_by_variant,
+    resolve_dataset,
+)
 from pipeline.segment.segmenter import load_segmenter, segmenter_settings
 from pipeline.similarity.name_similarity import SimilarityError, class_name_similarity
 from stages._start import speak_up, start_stage
@@ -90,7 +94,8 @@ def main(argv=None) -> None:
               mininterval=2, disable=not ddp.main) as bar:
         passes = confusion_by_variant(segmenter, ds, p.images_per_batch, p.short_side,
                                       p.overlays, bar.update, tuple(p.lambda_sweep),
-                                      p.bottleneck, ddp.rank, ddp.world)
+                                      p.bottleneck, ddp.rank, ddp.world,
+                                      READ_AHEAD_BATCHES if run.device.type == "cuda" else 0)
     conf, swept, panels = merge_ranks(ddp, *passes, run.device, p.overlays)
     if not ddp.main:
         return

@@ -222,3 +222,18 @@ def test_a_sweep_row_leaves_undefined_scores_empty(tmp_path):
     rows = lambda_sweep_rows({0.5: np.array([[16, 0], [0, 0]])}, ds, np.eye(2))
     assert rows[0]["unseen_miou"] is None and rows[0]["miou"] == 1.0
     assert lambda_sweep_csv(rows).decode().splitlines()[1].split(",")[3] == ""
+
+
+def test_batches_read_ahead_on_a_thread_give_the_same_matrices(tmp_path):
+    """evaluate on a GPU decodes the next batches' files on a thread (read_ahead_batches);
+    forced on here: the same matrices, sweep and panels, in the same order."""
+    labels = np.random.default_rng(1).integers(0, 4, (12, 20))
+    ds = eval_set(tmp_path, labels, images=5, seen=(True, True, False, False))
+    runs = [confusion_by_variant(RandomSegmenter(4, 0.7), ds, 2, 0, overlays=3,
+                                 sweep=(0.0, 0.5), read_ahead_batches=ahead)
+            for ahead in (0, 2)]
+    (conf, swept, panels), (conf2, swept2, panels2) = runs
+    assert all(np.array_equal(conf[v], conf2[v]) for v in conf)
+    assert all(np.array_equal(swept[lam], swept2[lam]) for lam in swept)
+    assert len(panels) == len(panels2) == 3
+    assert all(np.array_equal(a["ensemble"], b["ensemble"]) for a, b in zip(panels, panels2))

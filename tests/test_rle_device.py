@@ -63,3 +63,18 @@ def test_a_string_of_another_size_is_named():
     text = coco_strings(np.ones((1, 4, 4), dtype=bool))[0]
     with pytest.raises(ValueError, match="covers 16 pixels, not 5 x 5"):
         rle_device.decode([text], 5, 5)
+
+
+def test_many_masks_at_once_equal_one_at_a_time():
+    """The batched host parts (all masks' counts and characters in one numpy pass) against
+    the same masks one by one, with empty and full masks among real-shape ones."""
+    rng = np.random.default_rng(2)
+    masks = np.concatenate([blobs(rng, 30, 48, 64), np.zeros((2, 48, 64), bool),
+                            np.ones((1, 48, 64), bool), rng.random((5, 48, 64)) < 0.5])
+    texts = coco_strings(masks)
+    counts = rle_device.rle_counts(torch.from_numpy(masks))
+    assert rle_device.counts_strings(counts) == texts
+    assert [rle_device.counts_string(c) for c in counts] == texts
+    for many, text, c in zip(rle_device.strings_counts(texts), texts, counts):
+        assert np.array_equal(many, c) and np.array_equal(rle_device.string_counts(text), c)
+    assert rle_device.counts_strings([]) == [] and rle_device.strings_counts([]) == []

@@ -23,6 +23,7 @@ from pipeline.data.eval_datasets import (
 )
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
+from pipeline.data.read_ahead import read_ahead
 from pipeline.data.segments import class_masks
 from pipeline.data.validate import BadItems
 from pipeline.distributed.chunks import Chunks
@@ -37,6 +38,8 @@ from pipeline.segment.open_metrics import open_segmentation_scores
 from pipeline.segment.two_stage import mask_probs
 
 VARIANTS = ("maskformer", "clip", "ensemble")
+# batches of images and label maps decoded ahead on a GPU (a few MB each at ADE's sizes)
+READ_AHEAD_BATCHES = 2
 
 
 @dataclass
@@ -124,7 +127,8 @@ def bottleneck_label_maps(segmenter, image: np.ndarray, labels: np.ndarray,
 
 def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_side: int,
                          overlays: int, on_batch=lambda n: None, sweep: tuple[float, ...] = (),
-                         bottleneck: bool = False, rank: int = 0, world: int = 1
+                         bottleneck: bool = False, rank: int = 0, world: int = 1,
+                         read_ahead_batches: int = 0
                          ) -> tuple[dict[str, np.ndarray], dict[float, np.ndarray], list[dict]]:
     """(variant -> (K, K) confusion matrix over `ds`'s rows, λ -> the ensemble's confusion
     matrix at that λ for each λ of `sweep`, the first `overlays` images with their ground
@@ -135,16 +139,21 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
     bottleneck: also the matrices of BOTTLENECK_VARIANTS (`bottleneck_label_maps`).
     on_batch(n) after each batch of n images.
     rank, world: only this process's contiguous share of the batches (the batches are the
-    same for any process count, so the matrices summed over ranks are one process's)."""
+    same for any process count, so the matrices summed over ranks are one process's).
+    read_ahead_batches: batches of files decoded ahead on a thread (the stage: on a GPU,
+    READ_AHEAD_BATCHES, while the networks run; 0 on the CPU); the matrices are the same."""
     k = len(ds.classes)
     conf = {v: np.zeros((k, k), dtype=np.int64)
             for v in VARIANTS + (BOTTLENECK_VARIANTS if bottleneck else ())}
     swept = {lam: np.zeros((k, k), dtype=np.int64) for lam in sweep}
     panels = []
     batches = Chunks(len(ds.rows), images_per_batch)
-    for b in batches.owned(rank, world):
-        loaded = [(read_rgb(ds.image_dir / r.file_name), read_labels(ds.label_dir / r.label_file))
-                  for r in batches.slice(ds.rows, b)]
+
+    def load(b: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(read_rgb(ds.image_dir / r.file_name), read_labels(ds.label_dir / r.label_file))
+                for r in batches.slice(ds.rows, b)]
+
+    for loaded in read_ahead(map(load, batches.owned(rank, world)), read_ahead_batches):
         found = segmenter.mask_predictions([image_tensor(resized_image(im, short_side))
                                             for im, _ in loaded])
         for (image, labels), masks in zip(loaded, found):
