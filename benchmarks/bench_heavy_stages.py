@@ -204,7 +204,7 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
     def host():  # the image files decoded; the strings of the device's counts, the columns
         for c, (_, s) in zip(counts, masks):
             decode_image()
-            string_columns(0, H, W, [rle_device.counts_string(x) for x in c], s)
+            string_columns(0, H, W, rle_device.counts_strings(c), s)
 
     def host_pycocotools():  # the same with the masks encoded on the host
         for m, s in masks:
@@ -246,7 +246,7 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
     # per crop: its RLE parsed into counts (the device runs the lengths out), and its share
     # of its image's file (PROPOSALS per image)
     image_s = host_cpu(decode_image, b.repeats) / PROPOSALS
-    host_s = host_cpu(lambda: [rle_device.string_counts(t) for t in rles], b.repeats) / crops
+    host_s = host_cpu(lambda: rle_device.strings_counts(rles), b.repeats) / crops
     coco_s = host_cpu(lambda: decode_masks(rles, H, W), b.repeats) / crops
     return b.row("mine_pairs", arch, "crops", crops / total_s, flops_per_crop,
                  flops_per_crop * crops / total_s,
