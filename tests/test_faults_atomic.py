@@ -407,3 +407,25 @@ def test_tree_digest_follows_every_byte_and_name_not_the_writing_order(tmp_path)
     (b / "y.jpg").write_bytes(b"y.jpg" * 3)
     (b / "y.jpg").rename(b / "z.jpg")  # one name
     assert tree_digest(a)["sha256"] != tree_digest(b)["sha256"]
+
+
+def test_train_proposals_with_loader_processes_writes_the_same_model(tiny):
+    """proposals.loader_workers: 2 processes read and augment the batches ahead of the
+    step; the stage writes the model of the plain loader, byte for byte."""
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    Path("workers.yaml").write_text(yaml.safe_dump(
+        dict(params, proposals={**params["proposals"], "loader_workers": 2}), sort_keys=False))
+    module, argv = stage_call("train_proposals")
+    elsewhere = {"params.yaml": "workers.yaml", "models/proposals": "models/proposals_w",
+                 "data/tmp/train_proposals/last.pt": "data/tmp/proposals_w/last.pt",
+                 "metrics/live/train_proposals": "metrics/live/proposals_w",
+                 "metrics/proposals_loss.png": "metrics/proposals_w_loss.png"}
+    assert set(elsewhere) <= set(argv)
+    module.main([elsewhere.get(a, a) for a in argv])
+
+    def files(folder):
+        return {p.relative_to(folder): b for p, b in
+                ((Path(k), v) for k, v in tree(Path(folder)).items())}
+
+    assert files("models/proposals_w") == files("models/proposals")
+    assert files("metrics/live/proposals_w") == files("metrics/live/train_proposals")
