@@ -11,7 +11,9 @@ Rows (random weights: speed does not depend on them):
   device, on the CPU by pycocotools), masked crops and CLIP (ViT-B/16 or ViT-L/14; bf16
   autocast on CUDA, fp32 on CPU) on the device.
 - evaluate: the two-stage segmenter (R101c + ViT-B/16 or Swin-B + ViT-L/14, 150 classes)
-  on one image: proposals, 100 crops through CLIP, the ensemble and the label map.
+  on a batch of images as the stage runs it (the presets' 4 per batch on a GPU, 1 on the
+  CPU): proposals, each image's 100 crops through CLIP in shared batches of 256, the
+  ensemble and the label maps.
 - write_shards: 100 unfilled crops cut, JPEG- and PNG-encoded and packed as tar members.
 - train_proposals: one training step of the proposal net (R101c at crop 512, Swin-B at
   640; forward, matching, losses over every decoder layer, backward, AdamW) on random
@@ -87,6 +89,8 @@ H, W, PROPOSALS, CLASSES, COCO_IMAGES, ADE_IMAGES = 480, 640, 100, 150, 118_287,
 PROPOSAL_STEPS, PROPOSAL_BATCH, COCO_PAIRS, ADAPT_EPOCHS = 120_000, 32, 440_000, 5
 # per-GPU batches of the presets over 8 GPUs: proposal net, FT (by CLIP), MPT
 GPU_BATCH = {"proposals": 4, "ViT-B-16": 1024 // 8, "ViT-L-14": 256 // 8, "mpt": 256 // 8}
+# the presets' evaluate: images per proposal-net forward, masked crops per CLIP forward
+EVAL_IMAGES, EVAL_CROP_BATCH = 4, 256
 # (proposal net setting of bench_proposal_net, its inference short side, CLIP)
 PAIRINGS = {"R101c + ViT-B/16": ("R101c + ViT-B/16 text (512)", 512, "ViT-B-16"),
             "Swin-B + ViT-L/14": ("Swin-B + ViT-L/14 text (512)", 640, "ViT-L-14")}
@@ -257,7 +261,10 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
                  host_s + image_s)
 
 
-def evaluate_row(b: Bench, name: str) -> list:
+def evaluate_row(b: Bench, name: str, images: int) -> list:
+    """The stage's work on one batch of `images` images (the presets' eval.images_per_batch
+    on a GPU): one proposal-net forward, every mask's crop through CLIP in shared batches
+    of the presets' eval.batch_size, the three label maps of each image."""
     device = b.device
     setting, short_side, arch = PAIRINGS[name]
     net, _ = proposal_net(setting, short_side, device)
@@ -267,19 +274,19 @@ def evaluate_row(b: Bench, name: str) -> list:
                           clip, F.normalize(torch.randn(CLASSES, clip.visual.output_dim,
                                                         device=device), dim=-1),
                           **{**dataclasses.asdict(segmenter_settings(parse_params({}))),
-                             "short_side": short_side, "batch_size": PROPOSALS})
-    image = torch.rand(3, H, W)
+                             "short_side": short_side, "batch_size": EVAL_CROP_BATCH})
+    batch = [torch.rand(3, H, W) for _ in range(images)]
 
     def segment():
         with autocast(device, "auto"):
-            return segmenter.predict(image)
+            return segmenter.predict_batch(batch)
 
-    flops = flops_of(segment)
-    seconds = timed(segment, device, b.repeats)
+    flops = flops_of(segment) / images
+    seconds = timed(segment, device, b.repeats) / images
     b.profile("evaluate", name, segment)
     host_s = host_cpu(lambda: (decode_image(), decode_image(LABELS)), b.repeats)
-    return b.row("evaluate", name, "images", 1 / seconds, flops, flops / seconds,
-                 f"fusion on {device} too", ADE_IMAGES, host_s)
+    return b.row("evaluate", f"{name}, {images} per batch", "images", 1 / seconds, flops,
+                 flops / seconds, f"fusion on {device} too", ADE_IMAGES, host_s)
 
 
 def shards_row(b: Bench, crops: int) -> list:
@@ -417,7 +424,7 @@ def main(argv=None) -> None:
         if "mine_pairs" in only:
             rows.append(mine_row(b, PAIRINGS[name][2], crops))
         if "evaluate" in only:
-            rows.append(evaluate_row(b, name))
+            rows.append(evaluate_row(b, name, EVAL_IMAGES if gpu else 1))
         arch = PAIRINGS[name][2]
         if "train_proposals" in only:
             rows.append(train_proposals_row(b, name, GPU_BATCH["proposals"] if gpu else 1))
