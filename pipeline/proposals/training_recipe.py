@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.data.class_lists import load_class_list
-from pipeline.data.decoded_cache import DecodedCache
+from pipeline.data.decoded_cache import DEFAULT_BUDGET_BYTES, DecodedCache
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.params import ProposalParams
@@ -111,7 +111,9 @@ class BatchLoader:
                  device: torch.device, workers: int = 0):
         self.rows, self.split, self.lut, self.p = rows, split, lut, p
         self.device, self.workers = device, workers
-        self.decoded = DecodedCache()  # 1.6 epochs of the world's images in 1000 steps
+        # 1.6 epochs of the world's images in 1000 steps; each loader process keeps its own
+        # cache, so they share the one budget of a process
+        self.decoded = DecodedCache(DEFAULT_BUDGET_BYTES // max(workers, 1))
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return (read_rgb(Path(self.split.image_dir) / self.rows[i].file_name),
