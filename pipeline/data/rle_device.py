@@ -145,9 +145,8 @@ def decode(texts: list[bytes], height: int, width: int,
         raise ValueError(f"RLE {bad[0]} covers {sizes[bad[0]]} pixels, not {height} x "
                          f"{width} = {height * width} (a mask of another size?)")
     lengths = np.concatenate(counts)
-    # run k of a mask is 0s for even k, 1s for odd k: k = position less the mask's start
-    starts = np.repeat(np.cumsum([0] + [len(c) for c in counts[:-1]]), [len(c) for c in counts])
-    values = (np.arange(len(lengths)) - starts) % 2 == 1
+    _, run = _segments([len(c) for c in counts])
+    values = run % 2 == 1  # run k of a mask: 0s for even k, 1s for odd k
     # no device sync on the way (mine_pairs decodes on its reader thread while CLIP runs):
     # pinned, non-blocking copies, and the output size given, not read back
     flat = torch.repeat_interleave(_to_device(values, device), _to_device(lengths, device),
