@@ -63,7 +63,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.bench_mask_clip import matmul_rate, random_masks, table, timed
 from benchmarks.bench_proposal_net import SETTINGS
-from pipeline.clip.mask_classifier import crop_size, crops_for_clip
+from pipeline.clip.mask_classifier import cast_for_inference, crop_size, crops_for_clip
 from pipeline.clip.mask_prompts import encode_image
 from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.model import create_clip
@@ -78,7 +78,7 @@ from pipeline.data.proposal_table import (
     string_columns,
 )
 from pipeline.data.shard_writer import sample_members
-from pipeline.distributed.precision import autocast
+from pipeline.distributed.precision import autocast, weights_dtype
 from pipeline.params import ProposalParams, parse_params
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, image_proposals, predict_proposals
@@ -104,6 +104,17 @@ class Bench:
     peak_tflops: float  # the device's datasheet peak, 0: unknown
     devices: int  # for the full-scale projection
     profile_dir: Path | None = None  # --profile
+    compile_clip: bool = False  # --compile
+
+    def clip_tower(self, model: torch.nn.Module) -> str:
+        """The mining and evaluation rows' CLIP image tower, compiled in place with --compile
+        (`nn.Module.compile`: still open_clip's VisionTransformer, as mask prompts need):
+        issue 31 asks for torch.compile only where it measurably helps. Returns the rows'
+        setting suffix."""
+        if not self.compile_clip:
+            return ""
+        model.visual.compile()
+        return ", compiled"
 
     def profile(self, stage: str, setting: str, fn) -> None:
         """One call of `fn` under torch.profiler, its top ops written to profile_dir."""
@@ -191,7 +202,7 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
     net_s = timed(forward, device, b.repeats)
     logits, scores = forward()
 
-    on_device = torch.device(device).type != "cpu"  # the stage's choice (extract.py)
+    on_device = rle_device.used_on(device)  # the stage's choice (extract.py)
 
     def postprocess():  # each image's masks at its size, thresholded, RLE-encoded
         for lg, sc, size in zip(logits, scores.float(), sizes):
@@ -243,11 +254,13 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
     size = crop_size(model)
     flops_per_crop = flops_of(lambda: model.visual(torch.randn(1, 3, size, size,
                                                                device=device)))
+    cast_for_inference(model.visual, weights_dtype(device, "auto"))  # as stages/mine_pairs
+    compiled = b.clip_tower(model)
     masks = solid_masks(crops, H, W)
     rles = encode_masks(masks)
     image = torch.rand(3, H, W)
     # the stage's choice (mine.py): decoded on the device off the CPU, by pycocotools on it
-    decode_on = mask_decoder(device if torch.device(device).type != "cpu" else None)
+    decode_on = mask_decoder(device if rle_device.used_on(device) else None)
 
     def decode():
         return torch.as_tensor(decode_on(rles, H, W))
@@ -266,7 +279,7 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
     image_s = host_cpu(decode_image, b.repeats) / PROPOSALS
     host_s = host_cpu(lambda: rle_device.strings_counts(rles), b.repeats) / crops
     coco_s = host_cpu(lambda: decode_masks(rles, H, W), b.repeats) / crops
-    return b.row("mine_pairs", arch, "crops", crops / total_s, flops_per_crop,
+    return b.row("mine_pairs", arch + compiled, "crops", crops / total_s, flops_per_crop,
                  flops_per_crop * crops / total_s,
                  f"RLE decode {decode_s / total_s:.0%} of the time; on CUDA mine_pairs "
                  f"decodes on a reader thread, ahead: {crops / (total_s - decode_s):.3g} "
@@ -282,24 +295,26 @@ def evaluate_row(b: Bench, name: str, images: int) -> list:
     device = b.device
     setting, short_side, arch = PAIRINGS[name]
     net, _ = proposal_net(setting, short_side, device)
-    clip = inference(create_clip(arch)).to(device)
+    settings = segmenter_settings(parse_params({}))  # the stage's precision: "auto"
+    clip = inference(cast_for_inference(create_clip(arch), weights_dtype(
+        device, settings.precision))).to(device)
     text_dim = SETTINGS[setting][1]
     segmenter = Segmenter(net, F.normalize(torch.randn(CLASSES, text_dim, device=device), dim=-1),
                           clip, F.normalize(torch.randn(CLASSES, clip.visual.output_dim,
                                                         device=device), dim=-1),
-                          **{**dataclasses.asdict(segmenter_settings(parse_params({}))),
+                          **{**dataclasses.asdict(settings),
                              "short_side": short_side, "batch_size": EVAL_CROP_BATCH})
     batch = [torch.rand(3, H, W) for _ in range(images)]
 
-    def segment():
-        with autocast(device, "auto"):
-            return segmenter.predict_batch(batch)
+    def segment():  # the segmenter's own autocast, as in the stage
+        return segmenter.predict_batch(batch)
 
     flops = flops_of(segment) / images
+    compiled = b.clip_tower(clip)  # after the FLOP count, which runs eagerly
     seconds = timed(segment, device, b.repeats) / images
     b.profile("evaluate", name, segment)
     host_s = host_cpu(lambda: (decode_image(), decode_image(LABELS)), b.repeats)
-    return b.row("evaluate", f"{name}, {images} per batch", "images", 1 / seconds, flops,
+    return b.row("evaluate", f"{name}, {images} per batch{compiled}", "images", 1 / seconds, flops,
                  flops / seconds, f"fusion on {device} too", ADE_IMAGES, host_s)
 
 
@@ -416,6 +431,9 @@ def main(argv=None) -> None:
                          "ViT-L/14 take many minutes per image")
     ap.add_argument("--profile", type=Path, default=None,
                     help="folder for one profiled call of each inference row's work")
+    ap.add_argument("--compile", action="store_true",
+                    help="mine_pairs and evaluate rows: CLIP's image tower under torch.compile "
+                         "(compiled in the untimed first call)")
     ap.add_argument("--only", nargs="*", default=None,
                     help="stages to run (extract_proposals mine_pairs evaluate write_shards "
                     "train_proposals finetune prompt_tune)")
@@ -426,7 +444,7 @@ def main(argv=None) -> None:
     dtype = torch.bfloat16 if gpu else torch.float32
     b = Bench(args.device, args.repeats,
               matmul_rate(dtype, args.device, 8192 if gpu else 1024) * 1e9, args.peak_tflops,
-              args.gpus if gpu else 1, args.profile)
+              args.gpus if gpu else 1, args.profile, args.compile)
     only = set(args.only or ("extract_proposals", "mine_pairs", "evaluate", "write_shards",
                              "train_proposals", "finetune", "prompt_tune"))
     t0 = time.time()

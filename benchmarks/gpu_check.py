@@ -26,6 +26,7 @@ import datetime
 import importlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -120,13 +121,17 @@ def run_tests(python: str, out: Path, timeout: float) -> str:
     return "\n".join(text.splitlines()[-30:])
 
 
-def run_benchmark(python: str, device: str, out: Path, timeout: float) -> str:
+def run_benchmark(python: str, device: str, out: Path, timeout: float,
+                  extra: tuple[str, ...] = ()) -> str:
+    """bench_heavy_stages on `device`, its table as text; `extra`: more of its options
+    (--bench-args)."""
     import torch
 
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     cmd = [python, "-m", "benchmarks.bench_heavy_stages", "--device", device,
            "--repeats", "1", "--gpus", "8", "--threads", str(min(12, os.cpu_count() or 2)),
-           "--peak-tflops", str(peak_tflops(name)), "--profile", str(out / "profiles")]
+           "--peak-tflops", str(peak_tflops(name)), "--profile", str(out / "profiles"),
+           *extra]
     try:
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
         text, tail = r.stdout, r.stderr[-3000:] if r.returncode else ""
@@ -171,6 +176,9 @@ def main(argv=None) -> int:
     ap.add_argument("--stages", nargs="*", default=[],
                     help="only these stages of dvc.yaml (default: all), e.g. for a dry run")
     ap.add_argument("--stage-timeout", type=float, default=1800)
+    ap.add_argument("--bench-args", default="",
+                    help='more bench_heavy_stages options, e.g. "--compile --only mine_pairs '
+                         'evaluate" (issue 31: CLIP under torch.compile against the eager rows)')
     args = ap.parse_args(argv)
     if args.device == "cuda" and (line := gpu_line()):
         print(line)
@@ -215,7 +223,8 @@ def main(argv=None) -> int:
         facts["verdicts"].append("tests: " + (facts["tests"].splitlines() or ["no output"])[-1])
     if "bench" not in args.skip:
         print("gpu-check: bench_heavy_stages ...", flush=True)
-        facts["benchmark"] = run_benchmark(python, args.device, out, args.stage_timeout)
+        facts["benchmark"] = run_benchmark(python, args.device, out, args.stage_timeout,
+                                           tuple(shlex.split(args.bench_args)))
     facts["total_seconds"] = time.monotonic() - start
     (out / "report.json").write_text(json.dumps(facts, indent=1) + "\n")
     (out / "report.md").write_text(render(facts))

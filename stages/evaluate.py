@@ -43,6 +43,7 @@ from tqdm import tqdm
 from pipeline.data.eval_datasets import canonical_eval_name
 from pipeline.data.files import atomic_write_bytes, staged_outputs, write_json
 from pipeline.data.layouts import read_splits
+from pipeline.data.read_ahead import depth_on
 from pipeline.segment.confusions import top_confusions
 from pipeline.segment.eval_report import (
     evaluation_report,
@@ -95,7 +96,7 @@ def main(argv=None) -> None:
         passes = confusion_by_variant(segmenter, ds, p.images_per_batch, p.short_side,
                                       p.overlays, bar.update, tuple(p.lambda_sweep),
                                       p.bottleneck, ddp.rank, ddp.world,
-                                      READ_AHEAD_BATCHES if run.device.type == "cuda" else 0)
+                                      depth_on(run.device, READ_AHEAD_BATCHES))
     conf, swept, panels = merge_ranks(ddp, *passes, run.device, p.overlays)
     if not ddp.main:
         return

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import time
 
+from pipeline.clip.mask_classifier import cast_for_inference
 from pipeline.clip.model import load_clip, tokenizer_for
 from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 from pipeline.data.digests import fingerprint, input_digest
 from pipeline.data.files import staged_outputs, write_json
 from pipeline.data.layouts import iter_index, read_splits
 from pipeline.distributed.chunks import Chunks, ChunkStore
+from pipeline.distributed.precision import weights_dtype
 from pipeline.distributed.process_group import barrier, main_first
 from pipeline.mining.mine import (
     empty_mining_warning,
@@ -58,6 +60,8 @@ def main(argv=None) -> None:
     text = main_first(ddp, lambda: cached_text_classifier(  # once, not by every rank
         clip, tokenizer_for(args.clip), vocab.lemmas, args.text_cache,
         TEMPLATE_SETS[params.clip.templates])).to(run.device)
+    # the crops' tower in bf16 where autocast runs it so (the text features are made)
+    cast_for_inference(clip.visual, weights_dtype(run.device, p.precision))
     chunks = Chunks(len(rows), params.compute.chunk_images)
     proposals = args.proposals if p.masks == "proposals" else None
     store = ChunkStore("mine_pairs", fingerprint(

@@ -23,7 +23,7 @@ from pipeline.clip.model import create_clip, tokenizer_for
 from pipeline.distributed import launch
 from pipeline.distributed.data_parallel import live_batchnorms, with_sync_batchnorm
 from pipeline.distributed.device import select_device
-from pipeline.distributed.precision import autocast, full_precision, uses_bf16
+from pipeline.distributed.precision import autocast, full_precision, uses_bf16, weights_dtype
 from pipeline.proposals.model import ProposalNet, ProposalNetConfig, class_logits
 from tests.conftest import REPO
 from tests.test_faults_atomic import stage_call
@@ -177,6 +177,71 @@ def test_precision_names_where_bf16_autocast_runs():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with full_precision(torch.device("meta")):  # a device autocast does not know
         pass
+
+
+def test_inference_weights_are_bf16_wherever_bf16_autocast_runs():
+    """Issue 31: where autocast would cast each weight to bf16 at every forward, the
+    inference towers hold bf16 weights; elsewhere eval.dtype decides."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert [weights_dtype(d, p) for d in (cpu, cuda) for p in ("auto", "bf16", "fp32")] == \
+        ["float32", "bfloat16", "float32", "bfloat16", "bfloat16", "float32"]
+    assert [weights_dtype(d, "fp32", "bfloat16") for d in (cpu, cuda)] == ["bfloat16"] * 2
+
+
+def test_a_bf16_image_tower_under_autocast_mines_the_pairs_of_fp32_weights(tmp_path):
+    """stages/mine_pairs casts the image tower to bf16 where autocast runs it in bf16:
+    autocast rounds the fp32 weights to the same bf16 values at each forward, so only the
+    ops it keeps in float32 (layer norms) see other weights, and the pairs hardly move."""
+    import copy
+
+    from pipeline.clip.mask_classifier import cast_for_inference
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+
+    clip, *inputs = mining_inputs(tmp_path)
+    p = MineParams(masks="gt", crop_batch_size=4, precision="bf16")
+    want = mine_pairs(clip, *inputs, p, tmp_path)
+    tower = copy.deepcopy(clip)
+    cast_for_inference(tower.visual, weights_dtype(torch.device("cpu"), p.precision))
+    assert tower.visual.conv1.weight.dtype == torch.bfloat16
+    got = mine_pairs(tower, *inputs, p, tmp_path)
+    cols, ref = got[0], want[0]
+    for key in ("image_id", "noun", "proposal_id"):
+        assert cols[key] == ref[key], key
+    assert max(abs(a - b) for a, b in zip(cols["similarity"], ref["similarity"])) < 0.01
+    assert got[1:] == want[1:]
+
+
+def test_the_segmenter_runs_both_networks_under_its_precision():
+    """eval.precision: the proposal net and CLIP under bf16 autocast when it says bf16
+    (auto: on CUDA), neither when fp32; the probabilities and label maps stay float32 and
+    int64, and near the fp32 run's."""
+    from pipeline.segment.segmenter import Segmenter
+    from tests.test_proposal_inference import settings_at
+
+    torch.manual_seed(0)
+    net, clip = ProposalNet(ProposalNetConfig()).eval(), create_clip("ovseg-tiny-vit").eval()
+    text = F.normalize(torch.randn(5, 64), dim=-1)
+    image, masks = torch.rand(3, 90, 120), torch.rand(4, 90, 120) > 0.5
+    seen = []
+    for name, module in (("net", net), ("clip", clip.visual)):
+        module.register_forward_pre_hook(
+            lambda m, args, name=name: seen.append((name, torch.is_autocast_enabled("cpu"))))
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        seg = Segmenter(net, text, clip, text, **{**settings_at(64), "precision": precision})
+        runs[precision] = seg.mask_predictions([image])[0], seg.classify_regions(image, masks)
+    assert seen == [("net", False), ("clip", False), ("clip", False),
+                    ("net", True), ("clip", True), ("clip", True)]
+    (fp32, regions32), (bf16, regions16) = runs["fp32"], runs["bf16"]
+    assert bf16.p_clip.dtype == bf16.p_maskformer.dtype == regions16.dtype == torch.float32
+    assert (bf16.p_maskformer - fp32.p_maskformer).abs().max() < 0.05
+    assert (bf16.p_clip - fp32.p_clip).abs().max() < 0.05
+    assert (regions16 - regions32).abs().max() < 0.05
+    labels32, labels16 = fp32.label_maps(0.7)[0], bf16.label_maps(0.7)[0]
+    for name, labels in labels16.items():
+        agree = (labels == labels32[name]).float().mean()
+        assert labels.dtype == torch.int64 and agree > 0.95, (name, float(agree))
 
 
 # devices and processes

@@ -4,13 +4,16 @@ the stages use there. tests/test_device_path.py guards the same paths on the CPU
 
 from __future__ import annotations
 
+import copy
 import socket
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.clip.mask_classifier import cast_for_inference
 from pipeline.clip.model import create_clip, tokenizer_for
+from pipeline.distributed.precision import weights_dtype
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -81,13 +84,18 @@ def test_segmenter_on_cuda_labels_as_on_the_cpu():
     clip = tiny_clip()
     text = F.normalize(torch.randn(5, 64), dim=-1)
     image = torch.rand(3, 90, 120)
-    settings = settings_at(64)
-    cpu = Segmenter(net, text, clip, text, **settings).predict(image)
-    gpu = Segmenter(net.to(CUDA), text.to(CUDA), clip.to(CUDA), text.to(CUDA),
-                    **settings).predict(image.to(CUDA))
-    for name, labels in cpu.items():
-        agree = (gpu[name].cpu() == labels).float().mean()
-        assert gpu[name].device.type == "cpu" and agree > 0.99, (name, float(agree))
+    # fp32 on both; and bf16 (eval.precision auto on CUDA: autocast, a bf16 image tower as
+    # load_segmenter_models casts it) against the same arithmetic forced on the CPU
+    for precision, least in (("fp32", 0.99), ("bf16", 0.95)):
+        settings = {**settings_at(64), "precision": precision}
+        tower = cast_for_inference(copy.deepcopy(clip), weights_dtype(CUDA, precision))
+        cpu = Segmenter(net, text, tower, text, **settings).predict(image)
+        gpu = Segmenter(copy.deepcopy(net).to(CUDA), text.to(CUDA), copy.deepcopy(tower).to(CUDA),
+                        text.to(CUDA), **settings).predict(image.to(CUDA))
+        for name, labels in cpu.items():
+            agree = (gpu[name].cpu() == labels).float().mean()
+            assert gpu[name].device.type == "cpu" and agree > least, \
+                (precision, name, float(agree))
 
 
 def test_a_mining_batch_on_cuda_pairs_as_on_the_cpu(tmp_path):

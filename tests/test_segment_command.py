@@ -54,9 +54,10 @@ def test_segment_errors_name_the_problem(tiny_models, tmp_path, capsys):
 
 
 def test_bf16_models_keep_float32_class_embeddings_for_every_vocabulary(tiny_models):
-    """eval.dtype bfloat16: the crops run in bf16, but each vocabulary's class embeddings
-    come from the float32 text towers (a second vocabulary after the cast too), equal to
-    a float32 load's; the segmenter still labels an image under CPU bf16 weights."""
+    """eval.dtype bfloat16 (or eval.precision bf16): the crops run in bf16, but each
+    vocabulary's class embeddings come from the float32 text towers (a second vocabulary
+    after the cast too), equal to a float32 load's; the segmenter still labels an image
+    under CPU bf16 weights."""
     from pipeline.params import parse_params
     from pipeline.segment.segmenter import (
         load_segmenter_models,
@@ -71,6 +72,12 @@ def test_bf16_models_keep_float32_class_embeddings_for_every_vocabulary(tiny_mod
                                  dtype="bfloat16")
     assert next(bf16.clip.parameters()).dtype == torch.bfloat16
     assert next(bf16.text_clip.parameters()).dtype == torch.float32
+    # eval.precision bf16 (auto on CUDA) casts the crops' tower too, the text towers not
+    autocast16 = load_segmenter_models(*folders, text_cache=tiny_models / "cache16",
+                                       precision="bf16")
+    assert [next(m.clip.parameters()).dtype for m in (fp32, autocast16)] == \
+        [torch.float32, torch.bfloat16]
+    assert next(autocast16.text_clip.parameters()).dtype == torch.float32
     for names in (["sky", "teapot"], ["saturn v", "dog", "grass"]):
         a, b = segmenter_for_names(fp32, names, settings), segmenter_for_names(bf16, names,
                                                                                 settings)

@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from pipeline.clip.masked_crops import normalize
+from pipeline.data.loader_processes import batches_in_order
 
 SIZES_FILE = "sizes.json"
 
@@ -277,7 +278,4 @@ class ShardBatches(torch.utils.data.IterableDataset):
 
 def batch_loader(dataset: ShardBatches, workers: int, pin_memory: bool = False):
     """Batches in step order, built by `workers` loader processes (0: in this process)."""
-    if workers == 0:
-        return iter(dataset)
-    return iter(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                            pin_memory=pin_memory))
+    return batches_in_order(dataset, workers, pin_memory)

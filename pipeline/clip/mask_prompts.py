@@ -85,11 +85,13 @@ def encode_image(model: nn.Module, images: torch.Tensor, masks: torch.Tensor | N
 
     images: (B, 3, H, W) normalised; masks: (B, H, W) bool at the image's resolution;
     prompts: (depth, grid*grid, width). With no masks or no prompts this is exactly
-    open_clip's `visual(images)`. The inputs go to the tower's device.
+    open_clip's `visual(images)`. The inputs go to the tower's device and dtype (bf16
+    weights for inference: `precision.weights_dtype`).
     """
     visual = vision_tower(model)
-    device = visual.conv1.weight.device
-    images = images.to(device, non_blocking=True)
+    weight = visual.conv1.weight
+    images = images.to(weight.device, weight.dtype, non_blocking=True)
+    device = weight.device
     if masks is None or prompts is None:
         return visual(images)
     masks, prompts = masks.to(device, non_blocking=True), prompts.to(device)

@@ -16,9 +16,17 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+import torch
+
 Item = TypeVar("Item")
 
 _END = object()
+
+
+def depth_on(device: torch.device | str, depth: int) -> int:
+    """How far a stage reads ahead on `device`: `depth` on CUDA, 0 elsewhere (on a CPU the
+    reader thread only competes with torch for the same cores)."""
+    return depth if torch.device(device).type == "cuda" else 0
 
 
 def read_ahead(items: Iterable[Item], depth: int) -> Iterator[Item]:

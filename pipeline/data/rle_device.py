@@ -27,6 +27,12 @@ import torch
 _GROUPS = 7  # 5-bit groups: enough for any count difference of a 2^31-pixel mask
 
 
+def used_on(device: torch.device | str) -> bool:
+    """Whether the stages encode and decode their masks here on `device`: anywhere but the
+    CPU, where pycocotools on numpy masks is faster."""
+    return torch.device(device).type != "cpu"
+
+
 def rle_counts(masks: torch.Tensor) -> list[np.ndarray]:
     """(N, H, W) bool masks on any device -> N int64 count arrays, COCO's run lengths of
     each mask read column by column (zeros first)."""

@@ -168,6 +168,7 @@ def open_page(proposals_dir: str, adapted_dir: str, base_clip_dir: str, params_p
     from safetensors import SafetensorError
 
     from pipeline.distributed.device import select_device
+    from pipeline.distributed.precision import weights_dtype
     from pipeline.segment.cli import params_or_defaults
     from pipeline.segment.segmenter import load_segmenter_models, segmenter_settings
 
@@ -178,7 +179,8 @@ def open_page(proposals_dir: str, adapted_dir: str, base_clip_dir: str, params_p
     session, missing = None, None
     try:
         models = load_segmenter_models(proposals_dir, adapted_dir, base_clip_dir, text_cache,
-                                       params.eval.dtype, params.clip.templates, device)
+                                       params.eval.dtype, params.clip.templates, device,
+                                       settings.precision)
         session = DemoSession(models, settings, max_pixels)
     except FileNotFoundError as e:
         missing = f"{e}. Make them with {MAKE_MODELS}, or point `ovseg demo` at other " \
@@ -186,7 +188,8 @@ def open_page(proposals_dir: str, adapted_dir: str, base_clip_dir: str, params_p
     except (ValueError, SafetensorError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         missing = f"A model file is unusable ({first}): re-run its stage with {MAKE_MODELS}."
-    about = (f"Serving {folders} on **{device}** ({params.eval.dtype}). "
+    dtype = weights_dtype(device, settings.precision, params.eval.dtype)
+    about = (f"Serving {folders} on **{device}** ({dtype}). "
              if session else f"**No models loaded** from {folders}. ")
     about += "λ re-fuses at once; a new mask threshold re-runs CLIP on the new crops."
     return build_page(DemoPage(session, missing), about, eval_examples(splits_path),

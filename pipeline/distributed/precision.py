@@ -35,3 +35,12 @@ def full_precision(device: torch.device):
     if not torch.amp.is_autocast_available(kind):
         return contextlib.nullcontext()
     return torch.autocast(kind, enabled=False)
+
+
+def weights_dtype(device: torch.device, precision: str, dtype: str = "float32") -> str:
+    """The dtype name ("float32" | "bfloat16") an inference network's weights take:
+    bfloat16 wherever bf16 autocast runs it (`uses_bf16`), since autocast would cast every
+    weight to bf16 at each forward anyway (issue 31: full bf16 batches, no casts); else
+    `dtype` (eval.dtype: bf16 weights without autocast pay on CPUs with bf16 units). Ops
+    autocast keeps in float32 (layer norms, softmax) still compute in float32."""
+    return "bfloat16" if uses_bf16(device, precision) else dtype

@@ -18,11 +18,12 @@ import torch.nn.functional as F
 
 from pipeline.clip.mask_classifier import crops_for_clip
 from pipeline.clip.mask_prompts import encode_image
+from pipeline.data import rle_device
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import gt_proposals, host_masks, proposals_for_rows
-from pipeline.data.read_ahead import read_ahead
+from pipeline.data.read_ahead import depth_on, read_ahead
 from pipeline.distributed.precision import autocast
 from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, lemma_classes, mask_iou_single
 from pipeline.params import MineParams
@@ -110,7 +111,7 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
     there. The pairs are the same either way."""
     device = text.device
     if device_rle is None:
-        device_rle = device.type != "cpu"
+        device_rle = rle_device.used_on(device)
     lemma_index = {lemma: i for i, lemma in enumerate(lemmas)}
     columns = {name: [] for name in PAIR_SCHEMA.names}
     checked, correct = 0, 0
@@ -155,7 +156,7 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
 
     # On a GPU the next images and their masks are decoded on a thread while CLIP runs.
     if read_ahead_images is None:
-        read_ahead_images = READ_AHEAD_IMAGES if device.type == "cuda" else 0
+        read_ahead_images = depth_on(device, READ_AHEAD_IMAGES)
     for row, labels, masks, image in read_ahead(read_rows(), read_ahead_images):
         masks = torch.as_tensor(masks).to(device)  # numpy from pycocotools, or on the device
         crops, _, valid = crops_for_clip(clip, image.to(device).float() / 255, masks, p.fill,

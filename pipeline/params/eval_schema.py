@@ -110,6 +110,9 @@ class EvalParams:
     overlays: int = spec(4, ge=1, le=32, doc="images drawn with their predictions")
     dtype: str = spec("float32", choices=("float32", "bfloat16"),
                       doc="CLIP weights for inference (bf16 pays on CPUs with AMX/AVX512-BF16)")
+    precision: str = spec("auto", choices=("auto", "bf16", "fp32"),
+                          doc="the proposal net and CLIP: auto: bf16 autocast (and CLIP's "
+                              "image tower in bf16) on GPU, fp32 on CPU")
     batch_size: int = spec(256, ge=1, doc="masked crops per CLIP forward")
     images_per_batch: int = spec(16, ge=1, doc="images per proposal-net forward")
     threads: int = spec(2, ge=1, le=256)

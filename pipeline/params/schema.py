@@ -142,7 +142,8 @@ class MineParams:
     row_group_size: int = spec(65536, ge=1)
     crop_batch_size: int = spec(512, ge=1, doc="masked crops per CLIP forward")
     precision: str = spec("auto", choices=("auto", "bf16", "fp32"),
-                          doc="CLIP on the crops; auto: bf16 autocast on GPU, fp32 on CPU")
+                          doc="CLIP on the crops; auto: bf16 autocast (the image tower in bf16) "
+                              "on GPU, fp32 on CPU")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.data import rle_device
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import (
@@ -26,7 +27,7 @@ from pipeline.data.proposal_table import (
     host_masks,
     proposals_for_rows,
 )
-from pipeline.data.read_ahead import read_ahead
+from pipeline.data.read_ahead import depth_on, read_ahead
 from pipeline.data.segments import label_segments
 from pipeline.distributed.precision import autocast
 from pipeline.params import ProposalParams
@@ -59,7 +60,7 @@ def proposals_of_images(net, text, rows, images: list[torch.Tensor], p: Proposal
     off the CPU) keeps the masks as tensors on that device, for `rle_device` to encode."""
     device = text.device
     if device_rle is None:
-        device_rle = device.type != "cpu"
+        device_rle = rle_device.used_on(device)
     x, sizes = net_batch(images, p.short_side, p.size_divisor)
     with autocast(device, p.precision):  # (no_grad inside)
         logits, scores = predict_proposals(net, x.to(device), text)  # scores: float32
@@ -91,7 +92,7 @@ def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc:
                 r.image_id, read_labels(Path(split.label_dir) / r.label_file),
                 split.ignore_label) for r in batch])
         return
-    depth = READ_AHEAD_BATCHES if text.device.type == "cuda" else 0
+    depth = depth_on(text.device, READ_AHEAD_BATCHES)
     image_dir = Path(split.image_dir)
     read = ((batch, read_images(batch, image_dir)) for batch in batches)
     for batch, images in read_ahead(read, depth):

@@ -17,6 +17,7 @@ from pipeline.data.class_lists import load_class_list
 from pipeline.data.decoded_cache import DEFAULT_BUDGET_BYTES, DecodedCache
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
+from pipeline.data.loader_processes import batches_in_order
 from pipeline.params import ProposalParams
 from pipeline.proposals.augment import augment
 from pipeline.proposals.backbones import load_backbone_weights
@@ -145,14 +146,8 @@ class BatchLoader:
 
     def stream(self, plan) -> Iterator:
         """The batches of `plan` ((step, row numbers) items, with len) in order."""
-        if self.workers == 0:
-            for step, idx in plan:
-                yield self(idx, step)
-            return
-        on_host = torch.utils.data.DataLoader(
-            _PlannedBatches(self, plan), batch_size=None, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", prefetch_factor=2)
-        for batch in on_host:
+        for batch in batches_in_order(_PlannedBatches(self, plan), self.workers,
+                                      pin_memory=self.device.type == "cuda"):
             yield self.to_device(batch)
 
 

@@ -17,6 +17,7 @@ from pipeline.clip.mask_classifier import (
     crop_cosines,
     crops_for_clip,
 )
+from pipeline.distributed.precision import autocast, weights_dtype
 from pipeline.params import Params
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, class_logits
@@ -74,16 +75,18 @@ class SegmenterSettings:
     ensemble_lambda: float  # λ, CLIP's share of the ensemble (OVSeg §3.1)
     fill: str  # the masked crops' background
     batch_size: int  # masked crops per CLIP forward
+    precision: str  # the networks' arithmetic (pipeline/distributed/precision.py)
 
 
 def segmenter_settings(params: Params, dataset: str | None = None) -> SegmenterSettings:
     """proposals.short_side and size_divisor, and eval's mask threshold, λ (both per set
-    where eval.per_dataset names `dataset`, a canonical name), fill and batch size."""
+    where eval.per_dataset names `dataset`, a canonical name), fill, batch size and
+    precision."""
     p = params.eval
     lam, threshold = p.settings_for(dataset) if dataset else (p.ensemble_lambda,
                                                               p.mask_threshold)
     return SegmenterSettings(params.proposals.short_side, params.proposals.size_divisor,
-                             threshold, lam, p.fill, p.batch_size)
+                             threshold, lam, p.fill, p.batch_size, p.precision)
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Segmenter:
     ensemble_lambda: float
     fill: str
     batch_size: int
+    precision: str  # bf16 autocast of both networks or not; the fusion is float32
     prompts: torch.Tensor | None = None  # (depth, grid*grid, width) mask prompts
 
     @torch.no_grad()
@@ -112,9 +116,10 @@ class Segmenter:
         (N, K) class probabilities of each mask's crop (zero rows for empty masks), on
         the CPU."""
         device = self.clip_text.device  # the crops are cut where CLIP runs
-        probs, _ = classify_masks(self.clip, image.to(device), masks.to(device),
-                                  self.clip_text, self.prompts, self.fill,
-                                  batch_size=self.batch_size)
+        with autocast(device, self.precision):
+            probs, _ = classify_masks(self.clip, image.to(device), masks.to(device),
+                                      self.clip_text, self.prompts, self.fill,
+                                      batch_size=self.batch_size)
         return probs
 
     @torch.no_grad()
@@ -124,7 +129,9 @@ class Segmenter:
         the vocabulary, and each image's (Q, H, W) mask logits at its own size (one
         forward for all; inference.py's resize and padding), on the net's device."""
         x, sizes = net_batch(images, self.short_side, self.size_divisor)
-        out = self.net(x.to(self.net_text.device))[-1]
+        device = self.net_text.device
+        with autocast(device, self.precision):
+            out = self.net(x.to(device))[-1]
         logits = class_logits(out["query_text"], self.net_text, self.net.no_object,
                               self.net.cfg.temperature)  # (B, Q, K + 1)
         return logits, [masks_to_image(out["mask_logits"][b], size, image.shape[-2:])
@@ -156,9 +163,10 @@ class Segmenter:
                 mask_logits, self.mask_threshold).to(device), self.fill)
             per_image.append((maskformer_probs(logits[b]).float().to(device),
                               mask_logits.to(device), crops[valid], masks[valid], valid))
-        cos = crop_cosines(self.clip, torch.cat([c for _, _, c, _, _ in per_image]),
-                           torch.cat([m for _, _, _, m, _ in per_image]),
-                           self.clip_text, self.prompts, self.batch_size)
+        with autocast(device, self.precision):
+            cos = crop_cosines(self.clip, torch.cat([c for _, _, c, _, _ in per_image]),
+                               torch.cat([m for _, _, _, m, _ in per_image]),
+                               self.clip_text, self.prompts, self.batch_size)
         p_clip = (CLIP_LOGIT_SCALE * cos.to(device)).softmax(dim=-1)  # (valid crops, K)
         results, start = [], 0
         for p_mf, mask_logits, _, _, valid in per_image:
@@ -190,10 +198,12 @@ def load_segmenter_models(proposals_dir: str | Path = "models/proposals",
                           base_clip_dir: str | Path = "models/clip_base",
                           text_cache: str | Path = ".cache/text_classifiers",
                           dtype: str = "float32", templates: str = "vild",
-                          device: torch.device | str = "cpu") -> SegmenterModels:
+                          device: torch.device | str = "cpu", precision: str = "fp32"
+                          ) -> SegmenterModels:
     """The proposal net, the base CLIP and the adapted CLIP with its prompts, on `device`.
-    The text towers stay in float32 (FT and MPT freeze them; the class embeddings are the
-    same whatever dtype the crops run in)."""
+    The crops' CLIP takes `dtype`, or bf16 where `precision` runs it under bf16 autocast
+    (`weights_dtype`). The text towers stay in float32 (FT and MPT freeze them; the class
+    embeddings are the same whatever dtype the crops run in)."""
     import copy
 
     from pipeline.adapt.adapted_model import load_adapted
@@ -206,6 +216,7 @@ def load_segmenter_models(proposals_dir: str | Path = "models/proposals",
     base = load_clip(base_clip_dir).eval()
     clip, prompts, _ = load_adapted(adapted_dir)
     clip = clip.eval()
+    dtype = weights_dtype(device, precision, dtype)
     image_clip = cast_for_inference(clip if dtype == "float32" else copy.deepcopy(clip), dtype)
     return SegmenterModels(net.to(device), base, clip, image_clip.to(device),
                            None if prompts is None else prompts.to(device),
@@ -239,5 +250,5 @@ def load_segmenter(class_names: list[str], settings: SegmenterSettings,
     (`load_segmenter_models`, then `segmenter_for_names`). The fusion of the masks into
     label maps runs on `device` too; the label maps come back on the CPU."""
     models = load_segmenter_models(proposals_dir, adapted_dir, base_clip_dir, text_cache,
-                                   dtype, templates, device)
+                                   dtype, templates, device, settings.precision)
     return segmenter_for_names(models, class_names, settings)
