@@ -79,6 +79,7 @@ from pipeline.data.proposal_table import (
 )
 from pipeline.data.shard_writer import sample_members
 from pipeline.distributed.precision import autocast, weights_dtype
+from pipeline.distributed.transfers import to_device
 from pipeline.params import ProposalParams, parse_params
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, image_proposals, predict_proposals
@@ -267,7 +268,7 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
 
     def clip_part():
         m = decode().to(device)
-        batch, _, _ = crops_for_clip(model, image.to(device), m)
+        batch, _, _ = crops_for_clip(model, to_device(image, device), m)
         with torch.no_grad(), autocast(device, "auto"):
             return encode_image(model, batch)
 

@@ -98,6 +98,46 @@ def test_zero_shot_probe_takes_its_crops_to_the_models_device(meta_clip):
         meta_clip, torch.zeros(3, 3, 64, 64), F.normalize(torch.ones(5, 64), dim=-1)))
 
 
+# nothing read back while a GPU works (issue 31): on `meta` a read-back has no value to read
+
+def test_whole_image_crops_read_nothing_back_where_window_crops_do():
+    image, masks = torch.zeros(3, 48, 64, device="meta"), torch.zeros(5, 48, 64, dtype=torch.bool,
+                                                                      device="meta")
+    color = torch.zeros(3, device="meta")
+    crops, crop_masks, valid = masked_crops(image, masks, 32, "mean", color, 1.2, method="whole")
+    assert crops.shape == (5, 3, 32, 32) and crop_masks.shape == (5, 32, 32)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        masked_crops(image, masks, 32, "mean", color, method="matmul")  # reads its window
+
+
+def test_mining_queues_the_next_batch_before_reading_the_last_back(tmp_path):
+    """The mining loop on a device with no values: the crops, CLIP, the choice of proposals
+    and the label checks of a batch, then the next batch's, all run before the first
+    read-back (there, the first value read on `meta` stops it)."""
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+
+    clip, text, *rest = mining_inputs(tmp_path)
+    clip, forwards = clip.to("meta"), []
+    clip.visual.register_forward_hook(lambda m, args, out: forwards.append(len(out)))
+    with pytest.raises((RuntimeError, NotImplementedError), match=META_VALUE_READ):
+        mine_pairs(clip, text.to("meta"), *rest, MineParams(masks="gt", crop_batch_size=4),
+                   tmp_path)
+    assert len(forwards) == 2  # batch 2 queued, then batch 1's results read
+
+
+def test_host_copies_are_the_tensors_on_the_host():
+    from pipeline.distributed.transfers import HostCopy, to_device
+
+    labels = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    labels.flags.writeable = False  # as decoded files come
+    up = to_device(labels, torch.device("cpu"))
+    assert up.dtype == torch.uint8 and up.tolist() == labels.tolist()
+    tensors = [torch.arange(5), torch.rand(2, 3), torch.zeros(0, dtype=torch.bool)]
+    back = HostCopy(tensors).wait()
+    assert all(torch.equal(a, b) and b.device.type == "cpu" for a, b in zip(tensors, back))
+
+
 # float32 where the numerics need it, under any autocast
 
 @pytest.mark.parametrize("method", METHODS)

@@ -43,7 +43,7 @@ def test_text_classifier_on_cuda_matches_the_cpu_and_the_cache_hands_back_there(
     assert torch.equal(miss, hit) and (miss.cpu() - cpu).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("method", ["matmul", "loop"])
+@pytest.mark.parametrize("method", ["matmul", "loop", "whole"])
 def test_masked_crops_on_cuda_under_autocast_match_the_cpu(method):
     from pipeline.clip.masked_crops import masked_crops
 
@@ -109,6 +109,39 @@ def test_a_mining_batch_on_cuda_pairs_as_on_the_cpu(tmp_path):
     gpu = mine_pairs(clip.to(CUDA), text.to(CUDA), *rest, p, tmp_path)
     assert gpu[0]["image_id"] == cpu[0]["image_id"] and gpu[0]["noun"] == cpu[0]["noun"]
     assert max(abs(a - b) for a, b in zip(gpu[0]["similarity"], cpu[0]["similarity"])) < 0.05
+
+
+def test_host_copies_on_cuda_come_back_whole():
+    from pipeline.distributed.transfers import HostCopy, to_device
+
+    tensors = [torch.arange(1000, device=CUDA), torch.rand(64, 3, device=CUDA),
+               torch.zeros(0, dtype=torch.bool, device=CUDA)]
+    up = to_device(torch.arange(7).numpy(), CUDA)
+    back = HostCopy(tensors).wait()
+    assert up.device.type == "cuda" and up.tolist() == list(range(7))
+    assert all(b.device.type == "cpu" and torch.equal(a.cpu(), b) for a, b in zip(tensors, back))
+
+
+def test_mining_on_cuda_waits_for_the_gpu_only_to_read_a_batch_back(tmp_path):
+    """Issue 31: between batches the mining loop reads nothing back from the GPU (no
+    `.item()`, no pageable copy, no stream synchronize; torch's sync debug mode raises at
+    any), with the image tower in bf16 as stages/mine_pairs casts it; the pairs are
+    those of the same run without the check."""
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+    from tests.test_pair_mining import mining_inputs
+
+    clip, text, *rest = mining_inputs(tmp_path)
+    clip, text = clip.to(CUDA), text.to(CUDA)
+    cast_for_inference(clip.visual, weights_dtype(CUDA, "auto"))
+    p = MineParams(masks="gt", crop_batch_size=4)
+    want = mine_pairs(clip, text, *rest, p, tmp_path, read_ahead_images=0)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = mine_pairs(clip, text, *rest, p, tmp_path, read_ahead_images=0)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert got == want and len(got[0]["image_id"]) == 12
 
 
 def test_rle_on_cuda_gives_pycocotools_strings_and_masks():

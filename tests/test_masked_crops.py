@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from pipeline.clip.masked_crops import expand_boxes, mask_boxes, masked_crops, normalize
 
-METHODS = ["matmul", "loop"]
+METHODS = ["matmul", "loop", "whole"]
 
 
 def _image(h=6, w=8):
@@ -110,3 +110,20 @@ def test_normalize_is_the_per_channel_formula():
     out = normalize(x, mean, std)
     for c in range(3):  # exactly (x - mean) / std, not x * (1 / std) - mean / std
         assert torch.equal(out[:, c], (x[:, c] - mean[c]) / std[c])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_crops_cut_a_mask_at_a_time_equal_the_whole_chunk(method, monkeypatch):
+    """Masks go through in chunks bounded by CHUNK_FLOATS (COCO images on a GPU: ~12 a
+    chunk); a chunk of one mask must cut the crops of one chunk of all."""
+    import pipeline.clip.masked_crops as mc
+
+    g = torch.Generator().manual_seed(0)
+    image, masks = torch.rand(3, 30, 40, generator=g), torch.rand(5, 30, 40, generator=g) > 0.7
+    masks[2] = False
+    color = torch.tensor([0.48, 0.46, 0.41])
+    whole = masked_crops(image, masks, 16, "mean", color, method=method)
+    monkeypatch.setattr(mc, "CHUNK_FLOATS", 1)
+    one_by_one = masked_crops(image, masks, 16, "mean", color, method=method)
+    for a, b in zip(whole, one_by_one):
+        assert torch.equal(a, b)

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.mining.pairs import best_proposals, lemma_classes, mask_iou_single
+from pipeline.mining.pairs import best_proposals, lemma_classes, mask_iou_single, segment_hits
 
 
 def test_each_noun_gets_its_most_similar_proposal():
@@ -35,6 +35,32 @@ def test_mask_iou_single():
     b[1:3] = True
     assert mask_iou_single(a, b) == 4 / 12 and mask_iou_single(a, a) == 1.0
     assert mask_iou_single(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 0.0
+
+
+def test_segment_hits_are_mask_iou_single_at_one_half():
+    """The mining loop's check on the device, in integers, against the float IoU of the
+    host: random masks and label maps, IoU exactly 0.5, and a class absent (union of an
+    empty mask and an empty segment)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (12, 10))
+    classes = rng.integers(0, 5, 40)  # 4: never labelled
+    flips = rng.random((40, 12, 10)) < rng.uniform(0, 0.6, (40, 1, 1))
+    masks = (labels[None] == classes[:, None, None]) ^ flips  # segments, more or less
+    masks[0], classes[0] = labels == 1, 1  # IoU 1
+    masks[1], classes[1] = False, 4  # nothing on either side
+    segment = labels == 2
+    masks[2], classes[2] = segment.copy(), 2
+    ys, xs = np.nonzero(segment)
+    masks[2][ys[:len(ys) // 2], xs[:len(ys) // 2]] = False
+    if len(ys) % 2:  # keep exactly half of an even segment
+        masks[2][ys[-1], xs[-1]] = False
+        labels[ys[-1], xs[-1]] = 0
+    want = [mask_iou_single(m, labels == c) >= 0.5 for m, c in zip(masks, classes)]
+    assert mask_iou_single(masks[2], labels == 2) == 0.5
+    got = segment_hits(torch.from_numpy(masks), torch.from_numpy(labels).to(torch.uint8),
+                       torch.from_numpy(classes))
+    assert got.tolist() == want and want[0] and not want[1] and want[2]
+    assert 5 < sum(want) < 35  # both outcomes are common
 
 
 def test_read_ahead_keeps_order_and_raises_where_the_item_would_come():
@@ -118,3 +144,41 @@ def test_mined_pairs_are_the_same_with_images_read_ahead(tmp_path):
     runs = [mine_pairs(*inputs, p, tmp_path, read_ahead_images=ahead) for ahead in (0, 3)]
     assert runs[0] == runs[1]
     assert len(runs[0][0]["image_id"]) == 12 and runs[0][1] == 12  # 6 images with nouns
+
+
+def test_mined_pairs_equal_a_one_image_at_a_time_reference(tmp_path):
+    """mine_pairs batches crops across images and reads each batch's results back only
+    after queuing the next; a plain loop (each image's crops through CLIP alone, the
+    checks by the host's IoU) must give the same pairs and counts."""
+    from pipeline.clip.mask_classifier import crops_for_clip
+    from pipeline.clip.mask_prompts import encode_image
+    from pipeline.data.image_io import read_labels, read_rgb
+    from pipeline.data.proposal_table import gt_proposals
+    from pipeline.mining.mine import mine_pairs
+    from pipeline.params import MineParams
+
+    clip, text, lemmas, nouns, lemma_to_class, rows, split = inputs = mining_inputs(tmp_path)
+    columns, checked, correct = mine_pairs(*inputs, MineParams(masks="gt", crop_batch_size=5),
+                                           tmp_path)
+    want, want_checked, want_correct = [], 0, 0
+    for row in rows:
+        labels = read_labels(tmp_path / "labels" / row.label_file)
+        masks = torch.from_numpy(gt_proposals(row.image_id, labels, split.ignore_label).masks)
+        if not nouns[row.image_id]:
+            continue
+        image = torch.from_numpy(read_rgb(tmp_path / "images" / row.file_name).copy())
+        crops, _, valid = crops_for_clip(clip, image.permute(2, 0, 1).float() / 255, masks)
+        with torch.no_grad():
+            feats = F.normalize(encode_image(clip, crops), dim=-1) * valid[:, None]
+        for (ci, noun, lemma) in nouns[row.image_id]:
+            best, sim, margin = best_proposals(feats, text[[lemmas.index(lemma)]])
+            want.append((row.image_id, ci, noun, lemma, int(best), float(sim), float(margin)))
+            c = lemma_to_class.get(lemma)
+            if c is not None and (labels == c).any():
+                want_checked += 1
+                want_correct += mask_iou_single(masks[int(best)].numpy(), labels == c) >= 0.5
+    got = list(zip(*(columns[k] for k in ("image_id", "caption_index", "noun", "lemma",
+                                           "proposal_id", "similarity", "margin"))))
+    assert [g[:5] for g in got] == [w[:5] for w in want]
+    assert np.allclose([g[5:] for g in got], [w[5:] for w in want], atol=1e-5)
+    assert (checked, correct) == (want_checked, want_correct) and 0 < correct < checked

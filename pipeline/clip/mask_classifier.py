@@ -15,6 +15,7 @@ from pipeline.clip.mask_prompts import encode_image
 from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.model import pixel_stats
 from pipeline.distributed.precision import full_precision
+from pipeline.distributed.transfers import to_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CLIP_LOGIT_SCALE = 100.0  # OVSeg's fixed temperature for masked-crop classification
@@ -34,11 +35,12 @@ def crop_size(model: torch.nn.Module) -> int:
 
 def crops_for_clip(model, image: torch.Tensor, masks: torch.Tensor, fill: str = "mean",
                    expand_ratio: float = 1.0):
-    """Normalised masked crops (N, 3, S, S) float32, crop masks (N, S, S), valid (N,)."""
-    mean, std = pixel_stats(model)
-    crops, crop_masks, valid = masked_crops(image, masks, crop_size(model), fill,
-                                            mean.to(image.device), expand_ratio)
-    crops = (crops - mean.to(crops).view(1, 3, 1, 1)) / std.to(crops).view(1, 3, 1, 1)
+    """Normalised masked crops (N, 3, S, S) float32, crop masks (N, S, S), valid (N,), on
+    the device of `image`, which waits for nothing there (`transfers.to_device`)."""
+    mean, std = (to_device(s, image.device) for s in pixel_stats(model))
+    crops, crop_masks, valid = masked_crops(image, masks, crop_size(model), fill, mean,
+                                            expand_ratio)
+    crops = (crops - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     return crops, crop_masks, valid
 
 

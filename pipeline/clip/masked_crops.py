@@ -7,7 +7,10 @@ Small images (the synthetic world, and any image on GPU) are cropped a chunk of 
 a time: a bicubic resize of a box is a matrix product `Ry @ box @ Rx^T` whose rows hold the
 same 4 taps and weights that `F.interpolate(mode="bicubic", align_corners=False)` uses, so
 the batched crops match the per-box ones to float rounding. Large images on CPU go one box
-at a time, since each box then touches only its own pixels.
+at a time, since each box then touches only its own pixels. On a GPU the products run over
+the whole image for every mask, the empty ones included and zeroed after ("whole"): no
+value is read back to the host (no window bounds, no list of valid masks), so cutting the
+next image's crops never waits for the CLIP forward queued before it (issue 31).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ FILLS = ("mean", "zero", "none")
 CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic convolution constant
 CHUNK_FLOATS = 1 << 24  # bounds the filled windows of a chunk of masks, (n, 3, H, W)
 MATMUL_MAX_PIXELS = 160 * 160  # above this, on CPU, one box at a time is faster (benchmark)
-METHODS = ("auto", "matmul", "loop")
+METHODS = ("auto", "matmul", "loop", "whole")
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -55,8 +58,8 @@ def expand_boxes(boxes: torch.Tensor, ratio: float, height: int, width: int) -> 
     hw, hh = (b[:, 2] - b[:, 0]) * ratio / 2, (b[:, 3] - b[:, 1]) * ratio / 2
     out = torch.stack([(cx - hw).floor(), (cy - hh).floor(), (cx + hw).ceil(), (cy + hh).ceil()],
                       dim=1).long()
-    lim = torch.tensor([width, height, width, height], device=boxes.device)
-    return torch.minimum(out.clamp(min=0), lim)
+    limits = (width, height, width, height)  # python ints: no copy to the device
+    return torch.stack([out[:, k].clamp(0, limit) for k, limit in enumerate(limits)], dim=1)
 
 
 def cubic_taps(start: torch.Tensor, length: torch.Tensor, size: int
@@ -108,9 +111,15 @@ def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, full: 
 def _crops_by_matmul(image, masks, boxes, size, color):
     """Crops (n, 3, size, size), crop masks (n, size, size) of n valid boxes, all at once:
     crop = Ry @ filled @ Rx^T over the window that holds every box of the chunk."""
-    n = len(boxes)
     left, top = int(boxes[:, 0].min()), int(boxes[:, 1].min())
     right, bottom = int(boxes[:, 2].max()), int(boxes[:, 3].max())
+    return _crops_in_window(image, masks, boxes, size, color, top, left, bottom, right)
+
+
+def _crops_in_window(image, masks, boxes, size, color, top, left, bottom, right):
+    """`_crops_by_matmul` over the window [top, bottom) x [left, right), which holds every
+    box."""
+    n = len(boxes)
     window = image[:, top:bottom, left:right]  # (3, Hc, Wc)
     if color is not None:
         window = torch.where(masks[:, None, top:bottom, left:right], window,
@@ -162,7 +171,8 @@ def masked_crops(
     black, "none" leaves the image (for writing unfilled crops).
     Returns crops (N, 3, size, size) in [0, 1], crop masks (N, size, size) bool, valid (N,).
     Invalid (empty-mask) crops are all zero. method: "matmul" resizes a chunk of masks as
-    two batched matrix products, "loop" one box at a time; "auto" picks by image size.
+    two batched matrix products, "loop" one box at a time, "whole" as "matmul" over the
+    whole image without reading a value back; "auto": "whole" off the CPU, else by size.
     """
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
@@ -184,13 +194,25 @@ def masked_crops(
     color = None
     if fill != "none":
         color = (fill_color if fill == "mean" else image.new_zeros(3)).to(image)
-    index = torch.nonzero(valid).flatten()
     if method == "auto":
-        method = "matmul" if h * w <= MATMUL_MAX_PIXELS or image.is_cuda else "loop"
-    crop_fn = _crops_by_matmul if method == "matmul" else _crops_by_loop
+        method = "whole" if image.device.type != "cpu" else \
+            "matmul" if h * w <= MATMUL_MAX_PIXELS else "loop"
     chunk = max(1, CHUNK_FLOATS // (3 * h * w + 3 * size * w))
     # Pixels, not a network: float32 under any autocast of the caller (a bf16 resize
     # would move crop values by up to 1/128 and could not be stored in `crops`).
+    if method == "whole":
+        # every mask, an empty one given a 1-pixel box (its taps must stay in range)
+        boxes = torch.cat([boxes[:, :2], torch.where(valid[:, None], boxes[:, 2:], 1)], 1)
+        with full_precision(image.device):
+            for i in range(0, n, chunk):
+                part = slice(i, i + chunk)
+                cut, cut_masks = _crops_in_window(image, masks[part], boxes[part], size,
+                                                  color, 0, 0, h, w)
+                crops[part] = torch.where(valid[part, None, None, None], cut, 0)
+                crop_masks[part] = cut_masks & valid[part, None, None]
+        return crops, crop_masks, valid
+    index = torch.nonzero(valid).flatten()
+    crop_fn = _crops_by_matmul if method == "matmul" else _crops_by_loop
     with full_precision(image.device):
         for i in range(0, len(index), chunk):
             sel = index[i:i + chunk]

@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.distributed.transfers import to_device
+
 _GROUPS = 7  # 5-bit groups: enough for any count difference of a 2^31-pixel mask
 
 
@@ -155,13 +157,6 @@ def decode(texts: list[bytes], height: int, width: int,
     values = run % 2 == 1  # run k of a mask: 0s for even k, 1s for odd k
     # no device sync on the way (mine_pairs decodes on its reader thread while CLIP runs):
     # pinned, non-blocking copies, and the output size given, not read back
-    flat = torch.repeat_interleave(_to_device(values, device), _to_device(lengths, device),
+    flat = torch.repeat_interleave(to_device(values, device), to_device(lengths, device),
                                    output_size=len(texts) * height * width)  # (N * W * H,)
     return flat.reshape(len(texts), width, height).transpose(1, 2)
-
-
-def _to_device(array: np.ndarray, device) -> torch.Tensor:
-    tensor = torch.from_numpy(array)
-    if torch.device(device).type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)

@@ -22,10 +22,11 @@ from pipeline.data import rle_device
 from pipeline.data.class_lists import load_class_list
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import Split
-from pipeline.data.proposal_table import gt_proposals, host_masks, proposals_for_rows
+from pipeline.data.proposal_table import gt_proposals, proposals_for_rows
 from pipeline.data.read_ahead import depth_on, read_ahead
 from pipeline.distributed.precision import autocast
-from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, lemma_classes, mask_iou_single
+from pipeline.distributed.transfers import HostCopy, to_device
+from pipeline.mining.pairs import PAIR_SCHEMA, best_proposals, lemma_classes, segment_hits
 from pipeline.params import MineParams
 
 # Images decoded ahead of CLIP on a GPU: at 640x480 with 100 proposals an image's masks are
@@ -108,38 +109,59 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
     CPU) images are read and decoded ahead on a thread; the pairs are the same either way.
     `device_rle` (default: off the CPU) decodes the proposals' RLE strings on the device
     (`rle_device`: the masks never cross from the host); on the CPU pycocotools does, faster
-    there. The pairs are the same either way."""
+    there. The pairs are the same either way. Nothing is read back from the device while
+    a batch is queued (crops: masked_crops' "whole"; copies: `transfers`): a batch's pairs
+    come down once the next batch is queued behind it, so the host cuts the next crops
+    while CLIP runs."""
     device = text.device
     if device_rle is None:
         device_rle = rle_device.used_on(device)
     lemma_index = {lemma: i for i, lemma in enumerate(lemmas)}
     columns = {name: [] for name in PAIR_SCHEMA.names}
-    checked, correct = 0, 0
+    counts = [0, 0]  # pairs checked against the labels, and found right
     batch = []  # (row, labels, masks, crops, crop validity) until CROP_BATCH crops
 
-    def flush():
-        nonlocal checked, correct
-        if not batch:
-            return
+    def launch():
+        """Queue CLIP on the batch's crops, each noun's best proposal and the checks of
+        the checkable pairs; nothing read back (the results come down in a HostCopy)."""
         with torch.no_grad(), autocast(device, p.precision):
             feats = encode_image(clip, torch.cat([b[3] for b in batch]))
         feats = F.normalize(feats.float(), dim=-1)
-        start = 0
+        start, chosen, hits, images, checked = 0, [], [], [], 0
         for row, labels, masks, crops, valid in batch:
             region = feats[start:start + len(crops)] * valid[:, None]  # invalid: never best
             start += len(crops)
             pairs = nouns[row.image_id]
-            best, sim, margin = best_proposals(
-                region, text[[lemma_index[lemma] for _, _, lemma in pairs]])
-            for (ci, noun, lemma), b, s, m in zip(pairs, best.tolist(), sim.tolist(),
-                                                  margin.tolist()):
-                for key, v in zip(PAIR_SCHEMA.names, (row.image_id, ci, noun, lemma, b, s, m)):
-                    columns[key].append(v)
-                c = lemma_to_class.get(lemma)
-                if c is not None and (labels == c).any():
-                    checked += 1
-                    correct += mask_iou_single(host_masks(masks[b]), labels == c) >= 0.5
+            wanted = to_device(np.array([lemma_index[lemma] for _, _, lemma in pairs]), device)
+            best, sim, margin = best_proposals(region, text[wanted])
+            chosen.append((best, sim, margin))
+            # pairs whose noun names a class labelled here: chosen mask vs that segment
+            checks = [(k, c) for k, (_, _, lemma) in enumerate(pairs)
+                      if (c := lemma_to_class.get(lemma)) is not None and (labels == c).any()]
+            if checks:
+                ks, cs = (np.array(x) for x in zip(*checks))
+                hits.append(segment_hits(masks[best[to_device(ks, device)]],
+                                         to_device(labels, device), to_device(cs, device)))
+            checked += len(checks)
+            images.append((row, pairs))
         batch.clear()
+        return images, checked, HostCopy([
+            *(torch.cat(parts) for parts in zip(*chosen)),
+            torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool, device=device)])
+
+    def finish(launched) -> None:
+        """The launched batch's pairs into `columns`, in image order."""
+        images, checked, copy = launched
+        best, sim, margin, hits = (t.tolist() for t in copy.wait())
+        i = 0
+        for row, pairs in images:
+            for ci, noun, lemma in pairs:
+                for key, v in zip(PAIR_SCHEMA.names,
+                                  (row.image_id, ci, noun, lemma, best[i], sim[i], margin[i])):
+                    columns[key].append(v)
+                i += 1
+        counts[0] += checked
+        counts[1] += sum(hits)
 
     streamed = proposals_for_rows(rows, proposals_dir, device if device_rle else None) \
         if p.masks == "proposals" else None
@@ -154,18 +176,24 @@ def mine_pairs(clip, text: torch.Tensor, lemmas: list[str], nouns: dict, lemma_t
                 image = torch.from_numpy(read_rgb(image_dir / row.file_name).copy())
                 yield row, labels, masks, image.permute(2, 0, 1)
 
-    # On a GPU the next images and their masks are decoded on a thread while CLIP runs.
+    # On a GPU the next images and their masks are decoded on a thread while CLIP runs,
+    # and a batch's results are read back only once the next batch is queued behind it.
     if read_ahead_images is None:
         read_ahead_images = depth_on(device, READ_AHEAD_IMAGES)
+    pending = None
     for row, labels, masks, image in read_ahead(read_rows(), read_ahead_images):
-        masks = torch.as_tensor(masks).to(device)  # numpy from pycocotools, or on the device
-        crops, _, valid = crops_for_clip(clip, image.to(device).float() / 255, masks, p.fill,
-                                         p.expand_ratio)
+        masks = to_device(masks, device)  # numpy from pycocotools, or on the device
+        crops, _, valid = crops_for_clip(clip, to_device(image, device).float() / 255, masks,
+                                         p.fill, p.expand_ratio)
         batch.append((row, labels, masks, crops, valid))
         if sum(len(b[3]) for b in batch) >= p.crop_batch_size:
-            flush()
-    flush()
-    return columns, checked, correct
+            pending, launched = launch(), pending
+            if launched is not None:
+                finish(launched)
+    for launched in (pending, launch() if batch else None):
+        if launched is not None:
+            finish(launched)
+    return columns, counts[0], counts[1]
 
 
 def mining_metrics(columns: dict[str, list], rows, p: MineParams, noun_method: str,

@@ -45,6 +45,18 @@ def mask_iou_single(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
+def segment_hits(masks: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor
+                 ) -> torch.Tensor:
+    """masks (P, H, W) bool, labels (H, W), classes (P,) -> (P,) bool: mask p's IoU with
+    the segment of class p is at least 0.5 (mining precision, OVSeg Table 2). On the
+    masks' device, in integers (2 * intersection >= union is IoU >= 0.5 exactly), nothing
+    read back: the mining loop checks pairs while CLIP runs."""
+    segments = labels[None] == classes[:, None, None]  # (P, H, W)
+    inter = (masks & segments).flatten(1).sum(1)
+    union = (masks | segments).flatten(1).sum(1)
+    return (union > 0) & (2 * inter >= union)
+
+
 def lemma_classes(names: list[str], extract) -> dict[str, int]:
     """Noun lemma -> class index, from class names with comma-separated synonyms, each
     name run through the same noun extractor as the captions (so "puppies" and "puppy"
