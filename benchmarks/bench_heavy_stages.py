@@ -9,7 +9,11 @@ Rows (random weights: speed does not depend on them):
   does it: on a GPU by torch ops on the device (rle_device), on the CPU by pycocotools.
 - mine_pairs: 100 proposal masks RLE-decoded as the stage does it (on a GPU on the
   device, on the CPU by pycocotools), masked crops and CLIP (ViT-B/16 or ViT-L/14; bf16
-  autocast on CUDA, fp32 on CPU) on the device.
+  autocast and a bf16 image tower on CUDA, fp32 on CPU) on the device, one batch timed
+  alone; and "stage loop": `mine_pairs` itself over image, label and proposal files
+  written as the stages write them (40 images of 100 proposals on a GPU), with its
+  reading ahead, 512-crop batches and read-backs deferred by a batch: what overlaps
+  and what does not shows as the gap between the two rows.
 - evaluate: the two-stage segmenter (R101c + ViT-B/16 or Swin-B + ViT-L/14, 150 classes)
   on a batch of images as the stage runs it (the presets' 4 per batch on a GPU, 1 on the
   CPU): proposals, each image's 100 crops through CLIP in shared batches of 256, the
@@ -44,6 +48,11 @@ the presets' 120K proposal-net steps of 32 images, 5 FT epochs and 5 MPT epochs 
 --profile DIR: one more call of each extract, mine and evaluate row under torch.profiler,
 its ops by self time (device time on CUDA) in DIR/<stage>-<setting>.txt: where the time
 goes, for the next change (issue 31, item 2).
+--compile: the mine_pairs and evaluate rows with CLIP's image tower under torch.compile
+(compiled in their untimed first call), to set beside a run without it (issue 31 item 2:
+compile only where it measurably helps):
+
+    python -m benchmarks.bench_heavy_stages --device cuda --only mine_pairs evaluate --compile
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,17 +79,21 @@ from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.model import create_clip
 from pipeline.data import rle_device
 from pipeline.data.image_io import encode_jpeg, encode_png
+from pipeline.data.layouts import IndexRow, Split
 from pipeline.data.proposal_table import (
     ImageProposals,
+    ProposalWriter,
     decode_masks,
     encode_masks,
     mask_decoder,
+    part_name,
     proposal_columns,
     string_columns,
 )
 from pipeline.data.shard_writer import sample_members
 from pipeline.distributed.precision import autocast, weights_dtype
 from pipeline.distributed.transfers import to_device
+from pipeline.mining.mine import mine_pairs
 from pipeline.params import ProposalParams, parse_params
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, image_proposals, predict_proposals
@@ -289,6 +303,63 @@ def mine_row(b: Bench, arch: str, crops: int) -> list:
                  host_s + image_s)
 
 
+def mining_files(folder: Path, images: int, per_image: int) -> tuple[list, Split]:
+    """`images` random JPEG images of H x W, label maps of 3 classes and `per_image` solid
+    proposal masks each, in the layouts the stages read (index rows, a split, one proposal
+    parquet part under folder/proposals)."""
+    rng = np.random.default_rng(0)
+    for name in ("images", "labels"):
+        (folder / name).mkdir()
+    rows = []
+    with ProposalWriter(folder / "proposals" / part_name(0, 1), 8192) as writer:
+        for i in range(images):
+            labels = np.zeros((H, W), np.uint8)
+            labels[:, W // 2:], labels[H // 4:H // 2, W // 8:W // 3] = 1, 2
+            (folder / "images" / f"{i}.jpg").write_bytes(
+                encode_jpeg(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)))
+            (folder / "labels" / f"{i}.png").write_bytes(encode_png(labels))
+            writer.add(ImageProposals(i, solid_masks(per_image, H, W, seed=i),
+                                      np.ones(per_image, np.float32)))
+            rows.append(IndexRow(i, f"{i}.jpg", f"{i}.png", H, W, ("a dog on the grass",)))
+    return rows, Split("train", "train", str(folder / "images"), str(folder / "labels"), "",
+                       "")
+
+
+def mine_loop_row(b: Bench, arch: str, images: int, per_image: int) -> list:
+    """`mine_pairs` end to end over files (`mining_files`), as the stage calls it: the
+    params' 512-crop batches and precision, the image tower cast as stages/mine_pairs
+    casts it. One image first, untimed (cuDNN and allocator warm-up)."""
+    device = b.device
+    model = inference(create_clip(arch)).to(device)
+    size = crop_size(model)
+    flops_per_crop = flops_of(lambda: model.visual(torch.randn(1, 3, size, size,
+                                                               device=device)))
+    p = parse_params({}).mine
+    cast_for_inference(model.visual, weights_dtype(device, p.precision))
+    compiled = b.clip_tower(model)
+    lemmas = ["dog", "grass", "sky"]
+    text = F.normalize(torch.randn(len(lemmas), model.visual.output_dim, device=device), dim=-1)
+    nouns = {i: [(0, "dog", "dog"), (0, "grass", "grass")] for i in range(images)}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, split = mining_files(Path(tmp), images, per_image)
+
+        def mine(part):
+            return mine_pairs(model, text, lemmas, nouns, {"dog": 1, "grass": 0}, part, split,
+                              p, Path(tmp) / "proposals")
+
+        mine(rows[:1])
+        if device == "cuda":
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter(), time.process_time()
+        mine(rows)  # (the last read-back waits for the device)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    crops = images * per_image
+    return b.row("mine_pairs", f"{arch}{compiled}, stage loop, {images} x {per_image}",
+                 "crops", crops / wall, flops_per_crop, flops_per_crop * crops / wall,
+                 "mine_pairs over files: reading, RLE, crops, CLIP, pairs; host ms: every "
+                 "thread's CPU per crop", COCO_IMAGES * PROPOSALS, cpu / crops)
+
+
 def evaluate_row(b: Bench, name: str, images: int) -> list:
     """The stage's work on one batch of `images` images (the presets' eval.images_per_batch
     on a GPU): one proposal-net forward, every mask's crop through CLIP in shared batches
@@ -456,6 +527,7 @@ def main(argv=None) -> None:
             rows.append(extract_row(b, name, batch))
         if "mine_pairs" in only:
             rows.append(mine_row(b, PAIRINGS[name][2], crops))
+            rows.append(mine_loop_row(b, PAIRINGS[name][2], 40 if gpu else 2, crops))
         if "evaluate" in only:
             rows.append(evaluate_row(b, name, EVAL_IMAGES if gpu else 1))
         arch = PAIRINGS[name][2]
