@@ -1,6 +1,7 @@
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -85,3 +86,18 @@ def test_bf16_models_keep_float32_class_embeddings_for_every_vocabulary(tiny_mod
         assert torch.equal(a.clip_text, b.clip_text) and torch.equal(a.net_text, b.net_text)
     labels = b.predict(torch.rand(3, 24, 40))["ensemble"]
     assert labels.shape == (24, 40) and int(labels.max()) < 3
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_every_network_of_the_segmenter_goes_to_its_device(tiny_models, precision):
+    """Both text towers too (torch's `meta` device standing in for a GPU): a new
+    vocabulary's class embeddings (ADE-847: ~12K prompts through each) are computed where
+    the segmenter runs, not on its host."""
+    from pipeline.segment.segmenter import load_segmenter_models
+
+    folders = (tiny_models / "proposals", tiny_models / "adapted", tiny_models / "clip_base")
+    models = load_segmenter_models(*folders, text_cache=tiny_models / "cache_meta",
+                                   device="meta", precision=precision)
+    for name in ("net", "base_clip", "text_clip", "clip"):
+        assert {p.device.type for p in getattr(models, name).parameters()} == {"meta"}, name
+    assert next(models.text_clip.parameters()).dtype == torch.float32
