@@ -5,7 +5,8 @@ and against the GPU's datasheet peak when given (--peak-tflops).
 
 Rows (random weights: speed does not depend on them):
 - extract_proposals: the proposal net (R101c at short side 512, Swin-B at 640) on a batch
-  of images, then each image's masks upsampled, thresholded and RLE-encoded as the stage
+  of images (their decoded bytes sent up, scaled and resized on the device, as the stage
+  does), then each image's masks upsampled, thresholded and RLE-encoded as the stage
   does it: on a GPU by torch ops on the device (rle_device), on the CPU by pycocotools.
 - mine_pairs: 100 proposal masks RLE-decoded as the stage does it (on a GPU on the
   device, on the CPU by pycocotools), masked crops and CLIP (ViT-B/16 or ViT-L/14; bf16
@@ -206,13 +207,18 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
     device = b.device
     setting, short_side, _ = PAIRINGS[name]
     net, text = proposal_net(setting, short_side, device)
-    x, sizes = net_batch([torch.rand(3, H, W) for _ in range(batch)], short_side, 32)
-    x = x.to(device)
+    images = [torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(batch)]
+
+    def net_input():  # as extract.proposals_of_images: decoded bytes up, then scaled, resized
+        return net_batch([to_device(im, device).float().div(255) for im in images],
+                         short_side, 32)
+
+    x, sizes = net_input()
     flops = flops_of(lambda: net(x[:1])) * batch
 
     def forward():
         with torch.no_grad(), autocast(device, "auto"):
-            return predict_proposals(net, x, text)
+            return predict_proposals(net, net_input()[0], text)
 
     net_s = timed(forward, device, b.repeats)
     logits, scores = forward()

@@ -138,6 +138,17 @@ def test_host_copies_are_the_tensors_on_the_host():
     assert all(torch.equal(a, b) and b.device.type == "cpu" for a, b in zip(tensors, back))
 
 
+def test_the_proposal_nets_input_is_resized_and_padded_on_the_images_device():
+    """extract_proposals and the segmenter hand their images to the net's device first:
+    the resize and the padding run there, not on a GPU's host."""
+    from pipeline.proposals.inference import net_batch
+
+    images = [torch.zeros(3, 40, 50, device="meta"), torch.zeros(3, 30, 64, device="meta")]
+    batch, sizes = net_batch(images, 64, 32)
+    assert batch.device.type == "meta" and batch.shape == (2, 3, 64, 160)
+    assert sizes == [(64, 80), (64, 137)]
+
+
 # float32 where the numerics need it, under any autocast
 
 @pytest.mark.parametrize("method", METHODS)

@@ -30,6 +30,7 @@ from pipeline.data.proposal_table import (
 from pipeline.data.read_ahead import depth_on, read_ahead
 from pipeline.data.segments import label_segments
 from pipeline.distributed.precision import autocast
+from pipeline.distributed.transfers import to_device
 from pipeline.params import ProposalParams
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import image_proposals, predict_proposals
@@ -45,25 +46,29 @@ def _quiet(iterable, desc: str):
 
 
 def read_images(rows, image_dir: Path) -> list[torch.Tensor]:
-    """The rows' images as (3, H, W) float tensors in [0, 1]."""
+    """The rows' images as (3, H, W) uint8 tensors, as decoded: scaled to [0, 1] and
+    resized where the net runs (`proposals_of_images`)."""
     return [torch.from_numpy(read_rgb(image_dir / r.file_name).copy()).permute(2, 0, 1)
-            .float().div(255) for r in rows]
+            for r in rows]
 
 
 def proposals_of_images(net, text, rows, images: list[torch.Tensor], p: ProposalParams,
                         device_rle: bool | None = None) -> list[ImageProposals]:
-    """Proposals of a batch of index rows and their (3, H, W) images, each at its image's
-    own size: the images go in at short side `proposals.short_side`, aspect kept, padded
-    to `proposals.size_divisor` (inference.py). The net runs on the device of its weights,
-    in bf16 autocast on CUDA when `proposals.autocast` is bf16; the class logits
-    (model.class_logits) and the mask upsampling are float32 there. `device_rle` (default:
-    off the CPU) keeps the masks as tensors on that device, for `rle_device` to encode."""
+    """Proposals of a batch of index rows and their (3, H, W) uint8 images, each at its
+    image's own size: the images go to the net's device (pinned, without waiting: on a
+    GPU the host only decodes files), are scaled to [0, 1] there and go in at short side
+    `proposals.short_side`, aspect kept, padded to `proposals.size_divisor` (inference.py).
+    The net runs on the device of its weights (`text`'s), in bf16 autocast on CUDA when
+    `proposals.autocast` is bf16; the class logits (model.class_logits) and the mask
+    upsampling are float32 there. `device_rle` (default: off the CPU) keeps the masks as
+    tensors on that device, for `rle_device` to encode."""
     device = text.device
     if device_rle is None:
         device_rle = rle_device.used_on(device)
-    x, sizes = net_batch(images, p.short_side, p.size_divisor)
+    x, sizes = net_batch([to_device(im, device).float().div(255) for im in images],
+                         p.short_side, p.size_divisor)
     with autocast(device, p.precision):  # (no_grad inside)
-        logits, scores = predict_proposals(net, x.to(device), text)  # scores: float32
+        logits, scores = predict_proposals(net, x, text)  # scores: float32
     out = []
     for r, lg, sc, size in zip(rows, logits, scores.float(), sizes):
         image_size = (r.height, r.width)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pipeline.distributed.transfers import to_device
 from pipeline.proposals.augment import MAX_LONG_SIDE, short_side_shape
 from pipeline.proposals.model import IMAGENET_MEAN
 
@@ -17,7 +18,8 @@ MASK_STRIDE = 4  # the net's mask logits are at 1/4 of its input
 
 def net_batch(images: list[torch.Tensor], short_side: int, size_divisor: int
               ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """(3, H, W) images in [0, 1] -> (batch (B, 3, Hp, Wp), each image's resized (h, w)).
+    """(3, H, W) images in [0, 1] -> (batch (B, 3, Hp, Wp), each image's resized (h, w)),
+    on the images' device (a GPU resizes them there).
 
     Bilinear resize (antialiased when shrinking) to short side `short_side`, long side at
     most 4x that; padded bottom and right to a multiple of `size_divisor` with the
@@ -33,8 +35,8 @@ def net_batch(images: list[torch.Tensor], short_side: int, size_divisor: int
         resized.append(im)
     sizes = [tuple(im.shape[-2:]) for im in resized]
     hp, wp = (-(-max(s[d] for s in sizes) // size_divisor) * size_divisor for d in (0, 1))
-    batch = torch.tensor(IMAGENET_MEAN, dtype=resized[0].dtype).view(1, 3, 1, 1).repeat(
-        len(resized), 1, hp, wp)  # (B, 3, Hp, Wp)
+    mean = to_device(torch.tensor(IMAGENET_MEAN, dtype=resized[0].dtype), resized[0].device)
+    batch = mean.view(1, 3, 1, 1).repeat(len(resized), 1, hp, wp)  # (B, 3, Hp, Wp)
     for b, im in enumerate(resized):
         batch[b, :, :im.shape[-2], :im.shape[-1]] = im
     return batch, sizes

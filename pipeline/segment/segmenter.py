@@ -18,6 +18,7 @@ from pipeline.clip.mask_classifier import (
     crops_for_clip,
 )
 from pipeline.distributed.precision import autocast, weights_dtype
+from pipeline.distributed.transfers import to_device
 from pipeline.params import Params
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, class_logits
@@ -128,10 +129,11 @@ class Segmenter:
         """(3, H, W) images in [0, 1] -> the proposal net's class logits (B, Q, K + 1) over
         the vocabulary, and each image's (Q, H, W) mask logits at its own size (one
         forward for all; inference.py's resize and padding), on the net's device."""
-        x, sizes = net_batch(images, self.short_side, self.size_divisor)
-        device = self.net_text.device
+        device = self.net_text.device  # resized there (on a GPU, not on its host)
+        x, sizes = net_batch([to_device(im, device) for im in images], self.short_side,
+                             self.size_divisor)
         with autocast(device, self.precision):
-            out = self.net(x.to(device))[-1]
+            out = self.net(x)[-1]
         logits = class_logits(out["query_text"], self.net_text, self.net.no_object,
                               self.net.cfg.temperature)  # (B, Q, K + 1)
         return logits, [masks_to_image(out["mask_logits"][b], size, image.shape[-2:])
@@ -159,7 +161,7 @@ class Segmenter:
         device = self.clip_text.device  # the crops are cut where CLIP runs
         per_image = []
         for b, (image, mask_logits) in enumerate(zip(images, all_mask_logits)):
-            crops, masks, valid = crops_for_clip(self.clip, image.to(device), crop_masks(
+            crops, masks, valid = crops_for_clip(self.clip, to_device(image, device), crop_masks(
                 mask_logits, self.mask_threshold).to(device), self.fill)
             per_image.append((maskformer_probs(logits[b]).float().to(device),
                               mask_logits.to(device), crops[valid], masks[valid], valid))
