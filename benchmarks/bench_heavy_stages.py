@@ -8,6 +8,8 @@ Rows (random weights: speed does not depend on them):
   of images (their decoded bytes sent up, scaled and resized on the device, as the stage
   does), then each image's masks upsampled, thresholded and RLE-encoded as the stage
   does it: on a GPU by torch ops on the device (rle_device), on the CPU by pycocotools.
+  The masks are solid regions' logits, not the random net's (noise: ~30x a real mask's
+  runs, and RLE costs by the run).
 - mine_pairs: 100 proposal masks RLE-decoded as the stage does it (on a GPU on the
   device, on the CPU by pycocotools), masked crops and CLIP (ViT-B/16 or ViT-L/14; bf16
   autocast and a bf16 image tower on CUDA, fp32 on CPU) on the device, one batch timed
@@ -222,6 +224,12 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
 
     net_s = timed(forward, device, b.repeats)
     logits, scores = forward()
+    # A random net's masks are noise (~3400 runs a mask at 640x480, measured), and RLE
+    # costs by the run: the masks and RLE are timed on solid regions' logits (+-1, at the
+    # net's 1/4 resolution), as a trained net's blobs are.
+    logits = torch.from_numpy(np.stack([solid_masks(logits.shape[1], *logits.shape[-2:], b)
+                                        for b in range(batch)])).float().mul(2).sub(1)
+    logits = logits.to(device)
 
     on_device = rle_device.used_on(device)  # the stage's choice (extract.py)
 
