@@ -9,12 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.data import rle_device
 from pipeline.data.image_io import read_labels
 from pipeline.data.layouts import Split
 from pipeline.data.proposal_table import (
     ImageProposals,
     ProposalWriter,
     gt_proposals,
+    host_masks,
     proposals_for_rows,
 )
 from pipeline.params import MineParams, ProposalParams
@@ -42,6 +44,12 @@ def test_tensor_masks_write_the_bytes_of_numpy_masks(tmp_path):
     as_tensors = [ImageProposals(p.image_id, torch.from_numpy(p.masks), p.scores)
                   for p in images]
     assert written_bytes(tmp_path / "tensor.parquet", as_tensors) == want
+    # extract_proposals on a GPU: the run lengths counted there, the strings built later
+    counted = [ImageProposals(p.image_id, rle_device.RunLengths(
+        rle_device.rle_counts(torch.from_numpy(p.masks)), 48, 64), p.scores) for p in images]
+    assert written_bytes(tmp_path / "counted.parquet", counted) == want
+    for p, c in zip(images, counted):
+        assert np.array_equal(host_masks(c.masks), p.masks) and c.masks.shape == p.masks.shape
 
     import pandas as pd
 
@@ -75,6 +83,29 @@ def test_a_proposal_chunk_with_device_rle_is_byte_identical(tmp_path):
                                    device_rle=on) for on in (False, True)]
     assert counts[0] == counts[1] > 0
     assert (tmp_path / "False.parquet").read_bytes() == (tmp_path / "True.parquet").read_bytes()
+
+
+def test_a_batch_is_handed_on_only_once_the_next_forward_is_queued(tmp_path):
+    """extract_proposals builds a batch's strings while the net runs the next batch: the
+    proposals of batch k reach the caller after forward k + 1 (the last batch's after
+    its own), and they are the proposals of one batch at a time."""
+    from pipeline.proposals.extract import iter_split_proposals, net_proposals
+
+    rows = write_images(tmp_path / "im", [(64, 64)] * 5)
+    split = Split("train", "train", str(tmp_path / "im"), str(tmp_path / "im"), "", "")
+    net, text = small_net(), F.normalize(torch.randn(3, 8), dim=-1)
+    forwards = []
+    net.register_forward_hook(lambda m, args, out: forwards.append(len(args[0])))
+    p = ProposalParams(short_side=64, size_divisor=32, extract_batch_size=2)
+    seen = [(row.image_id, len(forwards), props)
+            for row, props in iter_split_proposals(split, rows, net, text, p, "",
+                                                   device_rle=True)]
+    assert [(i, n) for i, n, _ in seen] == [(0, 2), (1, 2), (2, 3), (3, 3), (4, 3)]
+    assert forwards == [2, 2, 1]
+    alone = net_proposals(net, text, rows, tmp_path / "im", p, device_rle=True)
+    for (_, _, props), want in zip(seen, alone):
+        assert props.masks.counts and all(
+            np.array_equal(a, b) for a, b in zip(props.masks.counts, want.masks.counts))
 
 
 @pytest.mark.parametrize("masks", ["proposals", "gt"])

@@ -45,9 +45,12 @@ PROPOSAL_SCHEMA = pa.schema([
 ])
 
 
-def encode_masks(masks: np.ndarray | torch.Tensor) -> list[bytes]:
+def encode_masks(masks: np.ndarray | torch.Tensor | rle_device.RunLengths) -> list[bytes]:
     """(N, H, W) bool -> N COCO RLE count strings: a numpy array by pycocotools (it needs
-    Fortran uint8), a tensor with torch ops where it lies (the same strings)."""
+    Fortran uint8), a tensor with torch ops where it lies, run lengths already counted
+    from the strings alone (the same strings)."""
+    if isinstance(masks, rle_device.RunLengths):
+        return rle_device.counts_strings(masks.counts)
     if isinstance(masks, torch.Tensor):
         return rle_device.encode(masks)
     if len(masks) == 0:
@@ -72,8 +75,10 @@ def mask_decoder(device: torch.device | str | None):
     return lambda rles, height, width: rle_device.decode(rles, height, width, device)
 
 
-def host_masks(masks: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(N, H, W) bool masks as a numpy array, wherever they are."""
+def host_masks(masks: np.ndarray | torch.Tensor | rle_device.RunLengths) -> np.ndarray:
+    """(N, H, W) bool masks as a numpy array, wherever they are (run lengths decoded)."""
+    if isinstance(masks, rle_device.RunLengths):
+        return decode_masks(encode_masks(masks), masks.height, masks.width)
     return masks.cpu().numpy() if isinstance(masks, torch.Tensor) else masks
 
 
@@ -82,7 +87,8 @@ class ImageProposals:
     """The proposals of one image."""
 
     image_id: int
-    masks: np.ndarray | torch.Tensor  # (N, H, W) bool: numpy, or a tensor on its device
+    masks: np.ndarray | torch.Tensor | rle_device.RunLengths  # (N, H, W) bool: numpy, a
+    # tensor on its device, or the run lengths of device masks
     scores: np.ndarray  # (N,) float32
     labels: np.ndarray | None = None  # (N,) int32 ground-truth classes, or None
 

@@ -21,6 +21,8 @@ the net's masks here, and mine_pairs decodes the proposals here, when they run o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -33,6 +35,24 @@ def used_on(device: torch.device | str) -> bool:
     """Whether the stages encode and decode their masks here on `device`: anywhere but the
     CPU, where pycocotools on numpy masks is faster."""
     return torch.device(device).type != "cpu"
+
+
+@dataclass(frozen=True)
+class RunLengths:
+    """(N, H, W) masks held as their run lengths on the host (`rle_counts` of masks on a
+    device): extract_proposals counts a batch's masks, queues the next batch's forward, and
+    builds the strings from these while the net runs."""
+
+    counts: list[np.ndarray]  # N int64 arrays, COCO's run lengths
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.counts), self.height, self.width)
+
+    def __len__(self) -> int:
+        return len(self.counts)
 
 
 def rle_counts(masks: torch.Tensor) -> list[np.ndarray]:

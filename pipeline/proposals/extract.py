@@ -60,22 +60,40 @@ def proposals_of_images(net, text, rows, images: list[torch.Tensor], p: Proposal
     `proposals.short_side`, aspect kept, padded to `proposals.size_divisor` (inference.py).
     The net runs on the device of its weights (`text`'s), in bf16 autocast on CUDA when
     `proposals.autocast` is bf16; the class logits (model.class_logits) and the mask
-    upsampling are float32 there. `device_rle` (default: off the CPU) keeps the masks as
-    tensors on that device, for `rle_device` to encode."""
+    upsampling are float32 there. `device_rle` (default: off the CPU) counts the masks'
+    run lengths on that device (`rle_device`): only the lengths come to the host, where
+    the strings are built."""
+    return batch_proposals(rows, *net_outputs(net, text, images, p), p, device_rle)
+
+
+def net_outputs(net, text, images: list[torch.Tensor], p: ProposalParams
+                ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """The net's mask logits (B, Q, h, w) and scores (B, Q) float32 of a batch of uint8
+    images, and each image's size at the net's input: queued on the device, nothing read
+    back (`proposals_of_images`)."""
     device = text.device
-    if device_rle is None:
-        device_rle = rle_device.used_on(device)
     x, sizes = net_batch([to_device(im, device).float().div(255) for im in images],
                          p.short_side, p.size_divisor)
     with autocast(device, p.precision):  # (no_grad inside)
         logits, scores = predict_proposals(net, x, text)  # scores: float32
+    return logits, scores, sizes
+
+
+def batch_proposals(rows, logits: torch.Tensor, scores: torch.Tensor, sizes,
+                    p: ProposalParams, device_rle: bool | None = None) -> list[ImageProposals]:
+    """Each row's proposals from `net_outputs`: masks at the image's size, thresholded,
+    kept by score; numpy masks, or (`device_rle`, default off the CPU) their run lengths
+    counted on the device. This is where the host waits for the net."""
+    if device_rle is None:
+        device_rle = rle_device.used_on(logits.device)
     out = []
     for r, lg, sc, size in zip(rows, logits, scores.float(), sizes):
         image_size = (r.height, r.width)
         masks, kept = image_proposals(masks_to_image(lg, size, image_size), sc, image_size,
                                       p.min_score)
-        out.append(ImageProposals(r.image_id, masks if device_rle else masks.cpu().numpy(),
-                                  kept.cpu().numpy().astype(np.float32)))
+        masks = rle_device.RunLengths(rle_device.rle_counts(masks), *image_size) \
+            if device_rle else masks.cpu().numpy()
+        out.append(ImageProposals(r.image_id, masks, kept.cpu().numpy().astype(np.float32)))
     return out
 
 
@@ -88,7 +106,9 @@ def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams,
 def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc: str,
                          progress=_quiet, device_rle: bool | None = None):
     """(index row, proposals) for each row, in batches of `proposals.extract_batch_size`;
-    on CUDA the next batches' images are read on a thread while the net runs."""
+    on CUDA the next batches' images are read on a thread while the net runs. A batch's
+    proposals are handed on only once the next batch's forward is queued: on a GPU the
+    caller builds their strings (`encode_masks` of the run lengths) while the net runs."""
     bs = p.extract_batch_size
     batches = (rows[i:i + bs] for i in progress(range(0, len(rows), bs), desc))
     if p.source == "gt":
@@ -100,8 +120,12 @@ def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc:
     depth = depth_on(text.device, READ_AHEAD_BATCHES)
     image_dir = Path(split.image_dir)
     read = ((batch, read_images(batch, image_dir)) for batch in batches)
+    pending = []
     for batch, images in read_ahead(read, depth):
-        yield from zip(batch, proposals_of_images(net, text, batch, images, p, device_rle))
+        outputs = net_outputs(net, text, images, p)
+        yield from pending
+        pending = list(zip(batch, batch_proposals(batch, *outputs, p, device_rle)))
+    yield from pending
 
 
 def recall_counts(split: Split, row, masks: np.ndarray, seen: tuple[bool, ...],
