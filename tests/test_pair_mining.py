@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.mining.pairs import best_proposals, lemma_classes, mask_iou_single, segment_hits
+from pipeline.mining.pairs import best_proposals, lemma_classes, segment_hits
 
 
 def test_each_noun_gets_its_most_similar_proposal():
@@ -26,6 +26,13 @@ def test_lemma_classes_use_synonyms_through_the_extractor():
     table = lemma_classes(["sky", "dog, puppies", "traffic light"], extract)
     assert table["dog"] == 1 and table["puppie"] == 1 and table["sky"] == 0
     assert table["light"] == 2  # the head noun of a name the extractor splits
+
+
+def mask_iou_single(a: np.ndarray, b: np.ndarray) -> float:
+    """The reference IoU, in floats on the host (the mining loop's check before it moved
+    to the device as `segment_hits`)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def test_mask_iou_single():

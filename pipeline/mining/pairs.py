@@ -10,7 +10,6 @@ runner-up proposal; 0 when the image has one proposal).
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import torch
 
@@ -38,11 +37,6 @@ def best_proposals(region_feats: torch.Tensor, noun_feats: torch.Tensor
     margin = top.values[:, 0] - top.values[:, 1] if sims.shape[1] > 1 \
         else torch.zeros(len(sims), device=sims.device)
     return top.indices[:, 0], top.values[:, 0], margin
-
-
-def mask_iou_single(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def segment_hits(masks: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor
