@@ -98,8 +98,9 @@ from pipeline.distributed.precision import autocast, weights_dtype
 from pipeline.distributed.transfers import to_device
 from pipeline.mining.mine import mine_pairs
 from pipeline.params import ProposalParams, parse_params
+from pipeline.proposals.extract import net_outputs
 from pipeline.proposals.inference import masks_to_image, net_batch
-from pipeline.proposals.model import ProposalNet, image_proposals, predict_proposals
+from pipeline.proposals.model import ProposalNet, image_proposals
 from pipeline.proposals.training_recipe import net_config
 from pipeline.segment.segmenter import Segmenter, segmenter_settings
 
@@ -210,20 +211,15 @@ def extract_row(b: Bench, name: str, batch: int) -> list:
     setting, short_side, _ = PAIRINGS[name]
     net, text = proposal_net(setting, short_side, device)
     images = [torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(batch)]
+    x, _ = net_batch([images[0].float().div(255)], short_side, 32)
+    flops = flops_of(lambda: net(x.to(device))) * batch
+    p = ProposalParams(short_side=short_side, size_divisor=32)  # the stage's autocast too
 
-    def net_input():  # as extract.proposals_of_images: decoded bytes up, then scaled, resized
-        return net_batch([to_device(im, device).float().div(255) for im in images],
-                         short_side, 32)
-
-    x, sizes = net_input()
-    flops = flops_of(lambda: net(x[:1])) * batch
-
-    def forward():
-        with torch.no_grad(), autocast(device, "auto"):
-            return predict_proposals(net, net_input()[0], text)
+    def forward():  # the stage's: decoded bytes up, scaled and resized there, the net
+        return net_outputs(net, text, images, p)
 
     net_s = timed(forward, device, b.repeats)
-    logits, scores = forward()
+    logits, scores, sizes = forward()
     # A random net's masks are noise (~3400 runs a mask at 640x480, measured), and RLE
     # costs by the run: the masks and RLE are timed on solid regions' logits (+-1, at the
     # net's 1/4 resolution), as a trained net's blobs are.
