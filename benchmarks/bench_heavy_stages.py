@@ -20,7 +20,9 @@ Rows (random weights: speed does not depend on them):
 - evaluate: the two-stage segmenter (R101c + ViT-B/16 or Swin-B + ViT-L/14, 150 classes)
   on a batch of images as the stage runs it (the presets' 4 per batch on a GPU, 1 on the
   CPU): proposals, each image's 100 crops through CLIP in shared batches of 256, the
-  ensemble and the label maps.
+  ensemble and the label maps; and "stage loop": the stage's own loop over image and
+  label files (40 images on a GPU), with the params' λ sweep and bottleneck variants, the
+  label maps counted on the device (issue 31).
 - write_shards: 100 unfilled crops cut, JPEG- and PNG-encoded and packed as tar members.
 - train_proposals: one training step of the proposal net (R101c at crop 512, Swin-B at
   640; forward, matching, losses over every decoder layer, backward, AdamW) on random
@@ -81,6 +83,7 @@ from pipeline.clip.mask_prompts import encode_image
 from pipeline.clip.masked_crops import masked_crops
 from pipeline.clip.model import create_clip
 from pipeline.data import rle_device
+from pipeline.data.class_lists import ClassList
 from pipeline.data.image_io import encode_jpeg, encode_png
 from pipeline.data.layouts import IndexRow, Split
 from pipeline.data.proposal_table import (
@@ -93,6 +96,7 @@ from pipeline.data.proposal_table import (
     proposal_columns,
     string_columns,
 )
+from pipeline.data.read_ahead import depth_on
 from pipeline.data.shard_writer import sample_members
 from pipeline.distributed.precision import autocast, weights_dtype
 from pipeline.distributed.transfers import to_device
@@ -102,6 +106,7 @@ from pipeline.proposals.extract import net_outputs
 from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import ProposalNet, image_proposals
 from pipeline.proposals.training_recipe import net_config
+from pipeline.segment.evaluation import READ_AHEAD_BATCHES, EvalSet, confusion_by_variant
 from pipeline.segment.segmenter import Segmenter, segmenter_settings
 
 H, W, PROPOSALS, CLASSES, COCO_IMAGES, ADE_IMAGES = 480, 640, 100, 150, 118_287, 2000
@@ -370,14 +375,13 @@ def mine_loop_row(b: Bench, arch: str, images: int, per_image: int) -> list:
                  "thread's CPU per crop", COCO_IMAGES * PROPOSALS, cpu / crops)
 
 
-def evaluate_row(b: Bench, name: str, images: int) -> list:
-    """The stage's work on one batch of `images` images (the presets' eval.images_per_batch
-    on a GPU): one proposal-net forward, every mask's crop through CLIP in shared batches
-    of the presets' eval.batch_size, the three label maps of each image."""
+def bench_segmenter(b: Bench, name: str) -> tuple[Segmenter, torch.nn.Module, int]:
+    """The two-stage segmenter of a pairing with random weights, its CLIP cast as the
+    stage casts it (the stage's precision, "auto"), and the net's short side."""
     device = b.device
     setting, short_side, arch = PAIRINGS[name]
     net, _ = proposal_net(setting, short_side, device)
-    settings = segmenter_settings(parse_params({}))  # the stage's precision: "auto"
+    settings = segmenter_settings(parse_params({}))
     clip = inference(cast_for_inference(create_clip(arch), weights_dtype(
         device, settings.precision))).to(device)
     text_dim = SETTINGS[setting][1]
@@ -386,6 +390,15 @@ def evaluate_row(b: Bench, name: str, images: int) -> list:
                                                         device=device), dim=-1),
                           **{**dataclasses.asdict(settings),
                              "short_side": short_side, "batch_size": EVAL_CROP_BATCH})
+    return segmenter, clip, short_side
+
+
+def evaluate_row(b: Bench, name: str, images: int) -> list:
+    """The stage's work on one batch of `images` images (the presets' eval.images_per_batch
+    on a GPU): one proposal-net forward, every mask's crop through CLIP in shared batches
+    of the presets' eval.batch_size, the three label maps of each image."""
+    device = b.device
+    segmenter, clip, _ = bench_segmenter(b, name)
     batch = [torch.rand(3, H, W) for _ in range(images)]
 
     def segment():  # the segmenter's own autocast, as in the stage
@@ -398,6 +411,43 @@ def evaluate_row(b: Bench, name: str, images: int) -> list:
     host_s = host_cpu(lambda: (decode_image(), decode_image(LABELS)), b.repeats)
     return b.row("evaluate", f"{name}, {images} per batch{compiled}", "images", 1 / seconds, flops,
                  flops / seconds, f"fusion on {device} too", ADE_IMAGES, host_s)
+
+
+def evaluate_loop_row(b: Bench, name: str, images: int, per_batch: int) -> list:
+    """`confusion_by_variant`, the evaluate stage's loop, over `images` JPEG and label PNG
+    files with the params' λ sweep (11 label maps more an image) and Figure 1(c)'s
+    bottleneck variants (CLIP on each ground-truth segment, the oracle), reading ahead as
+    the stage does: everything the one-batch row leaves out. One image first, untimed,
+    for the FLOP count and the warm-up."""
+    device = b.device
+    segmenter, clip, short_side = bench_segmenter(b, name)
+    p = parse_params({}).eval
+    names = tuple(f"class {i}" for i in range(CLASSES))
+    classes = ClassList("bench", names, (True,) * CLASSES, (True,) * CLASSES)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, split = mining_files(Path(tmp), images, 1)
+        ds = EvalSet(classes, Path(split.image_dir), Path(split.label_dir), rows, 255,
+                     [True] * CLASSES)
+
+        def evaluate(part):
+            ds.rows = part
+            return confusion_by_variant(segmenter, ds, per_batch, short_side, 0,
+                                        sweep=tuple(p.lambda_sweep), bottleneck=p.bottleneck,
+                                        read_ahead_batches=depth_on(device,
+                                                                    READ_AHEAD_BATCHES))
+
+        flops = flops_of(lambda: evaluate(rows[:1]))
+        compiled = b.clip_tower(clip)
+        evaluate(rows[:1])
+        if device == "cuda":
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter(), time.process_time()
+        evaluate(rows)  # (the matrices' read-back at its end waits for the device)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return b.row("evaluate", f"{name}{compiled}, stage loop, {images} images", "images",
+                 images / wall, flops, flops * images / wall,
+                 f"files, {len(p.lambda_sweep)} λ, bottleneck {p.bottleneck}; host ms: every "
+                 "thread's CPU per image", ADE_IMAGES, cpu / images)
 
 
 def shards_row(b: Bench, crops: int) -> list:
@@ -540,6 +590,7 @@ def main(argv=None) -> None:
             rows.append(mine_loop_row(b, PAIRINGS[name][2], 40 if gpu else 2, crops))
         if "evaluate" in only:
             rows.append(evaluate_row(b, name, EVAL_IMAGES if gpu else 1))
+            rows.append(evaluate_loop_row(b, name, 40 if gpu else 2, EVAL_IMAGES if gpu else 1))
         arch = PAIRINGS[name][2]
         if "train_proposals" in only:
             rows.append(train_proposals_row(b, name, GPU_BATCH["proposals"] if gpu else 1))

@@ -4,8 +4,9 @@ proposals labelled by the oracle."""
 import numpy as np
 import torch
 
-from pipeline.data.segments import class_masks, label_segments
+from pipeline.data.segments import class_masks, label_segments, present_classes
 from pipeline.segment.bottleneck import (
+    class_segments,
     oracle_label_map,
     oracle_probs,
     segment_label_map,
@@ -43,7 +44,8 @@ def test_the_oracle_gives_each_mask_the_class_of_its_best_iou_segment():
     masks[1] = 0.0
     masks[1][15:, :10] = 1.0  # only ignored pixels: overlaps nothing either
     masks[2] = (labels == 1).astype(np.float32)
-    probs, keep = oracle_probs(torch.from_numpy(masks), labels, 5, 255, 0.4)
+    probs, keep = oracle_probs(torch.from_numpy(masks), torch.from_numpy(labels),
+                               torch.from_numpy(present_classes(labels)), 5, 255, 0.4)
     want = brute_force_oracle(masks, labels, 255, 0.4)
     assert keep.tolist() == [w is not None for w in want]
     assert probs.argmax(1).tolist() == [w for w in want if w is not None]
@@ -59,8 +61,20 @@ def test_class_masks_and_painting_them_back():
     segs = label_segments(7, labels, 255)
     assert [(s.image_id, s.label) for s in segs] == [(7, 0), (7, 2)]
     assert all((s.mask == m).all() for s, m in zip(segs, masks))
-    painted = segment_label_map(labels, classes, np.array([3, 1]), 255)
+    gt = torch.from_numpy(labels)
+    assert torch.equal(class_segments(gt, torch.from_numpy(classes)), torch.from_numpy(masks))
+    painted = segment_label_map(gt, torch.from_numpy(classes), torch.tensor([3, 1]), 4, 255)
     assert painted.tolist() == [[3, 3, 1], [0, 1, 1]]
+
+
+def test_present_classes_are_np_uniques_without_the_ignore_label():
+    rng = np.random.default_rng(1)
+    for dtype, high in ((np.uint8, 256), (np.uint16, 900), (np.int32, 900), (np.int64, 5)):
+        labels = rng.integers(0, high, (30, 40)).astype(dtype)
+        labels[:3] = 255
+        want = [c for c in np.unique(labels) if c != 255]
+        got = present_classes(labels, 255)
+        assert got.dtype == np.int64 and got.tolist() == want
 
 
 def test_proposals_equal_to_the_segments_score_perfectly_under_the_oracle():
@@ -69,7 +83,8 @@ def test_proposals_equal_to_the_segments_score_perfectly_under_the_oracle():
     labels[:2, :2] = 255
     segments = torch.from_numpy(class_masks(labels, 255)[1])
     masks = torch.where(segments, 6.0, -6.0).sigmoid()
-    pred = oracle_label_map(masks, labels, 2, 255, 0.5)
+    pred = oracle_label_map(masks, torch.from_numpy(labels), torch.tensor([0, 1]), 2, 255,
+                            0.5).numpy()
     scored = labels != 255
     assert (pred[scored] == labels[scored]).all()
 

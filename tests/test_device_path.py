@@ -126,6 +126,40 @@ def test_mining_queues_the_next_batch_before_reading_the_last_back(tmp_path):
     assert len(forwards) == 2  # batch 2 queued, then batch 1's results read
 
 
+class MetaPredictions:
+    """An image's predictions made on `meta`: label maps with no values."""
+
+    def __init__(self, size):
+        self.mask_logits = torch.zeros(2, *size, device="meta")
+
+    def label_maps(self, ensemble_lambda, size, sweep=()):
+        def blank():
+            return torch.zeros(size, dtype=torch.long, device="meta")
+        return ({v: blank() for v in ("maskformer", "clip", "ensemble")},
+                {lam: blank() for lam in sweep})
+
+
+def test_evaluation_counts_every_image_where_its_predictions_are(tmp_path):
+    """evaluate on a device with no values: every image's label maps, the λ sweep's
+    included, are counted before anything is read back (the summed matrices, once)."""
+    from pipeline.segment.evaluation import confusion_by_variant
+    from tests.test_eval_protocol import eval_set
+
+    class MetaSegmenter:
+        ensemble_lambda, images = 0.7, 0
+
+        def mask_predictions(self, images):
+            self.images += len(images)
+            return [MetaPredictions(im.shape[-2:]) for im in images]
+
+    labels = np.random.default_rng(0).integers(0, 3, (12, 20))
+    seg = MetaSegmenter()
+    with pytest.raises((RuntimeError, NotImplementedError), match=META_VALUE_READ):
+        confusion_by_variant(seg, eval_set(tmp_path, labels, images=5, seen=(True,) * 3),
+                             2, 0, overlays=0, sweep=(0.0, 0.5))
+    assert seg.images == 5  # all three batches ran; the read-back came after
+
+
 def test_host_copies_are_the_tensors_on_the_host():
     from pipeline.distributed.transfers import HostCopy, to_device
 

@@ -237,3 +237,40 @@ def test_batches_read_ahead_on_a_thread_give_the_same_matrices(tmp_path):
     assert all(np.array_equal(swept[lam], swept2[lam]) for lam in swept)
     assert len(panels) == len(panels2) == 3
     assert all(np.array_equal(a["ensemble"], b["ensemble"]) for a, b in zip(panels, panels2))
+
+
+def test_the_matrices_equal_each_images_label_maps_counted_on_the_host(tmp_path):
+    """The stage counts every label map where it was made (issue 31); the reference here is
+    the old way: each image's label maps on the host, counted cell by cell."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, (12, 20))
+    labels[rng.random(labels.shape) < 0.1] = 255
+    ds = eval_set(tmp_path, labels, images=5, seen=(True, True, False, False))
+    sweep = (0.0, 0.4, 1.0)
+    conf, swept, panels = confusion_by_variant(RandomSegmenter(4, 0.7), ds, 2, 0, overlays=2,
+                                               sweep=sweep)
+    reference = RandomSegmenter(4, 0.7)  # the same seeded predictions, batch by batch
+    want = {v: np.zeros((4, 4), np.int64) for v in ("maskformer", "clip", "ensemble", *sweep)}
+    first = []
+    for start in range(0, 5, 2):
+        for found in reference.mask_predictions([torch.zeros(3, 12, 20)] * min(2, 5 - start)):
+            pred, by_lambda = found.label_maps(0.7, labels.shape, sweep)
+            first.append(pred["ensemble"].numpy())
+            for key, m in [*pred.items(), *by_lambda.items()]:
+                for g, p in zip(labels.ravel(), m.numpy().ravel()):
+                    if g != 255:
+                        want[key][g, p] += 1
+    assert all(np.array_equal(conf[v], want[v]) for v in conf)
+    assert all(np.array_equal(swept[lam], want[lam]) for lam in sweep)
+    assert [p["ensemble"].tolist() for p in panels] == [m.tolist() for m in first[:2]]
+
+
+def test_a_label_file_with_a_class_outside_the_list_is_named(tmp_path):
+    labels = np.zeros((12, 20), dtype=np.uint8)
+    labels[0, 0] = 9
+    ds = eval_set(tmp_path, labels, images=3, seen=(True, True, False, False))
+    for ahead in (0, 2):  # raised on the reader thread, where the item would have come
+        with pytest.raises(ValueError, match=r"0.png: ground-truth labels outside \[0, 4\) "
+                                             r"and not the ignore label 255: \[9\]"):
+            confusion_by_variant(RandomSegmenter(4, 0.7), ds, 2, 0, overlays=0,
+                                 read_ahead_batches=ahead)

@@ -88,6 +88,41 @@ def test_bf16_models_keep_float32_class_embeddings_for_every_vocabulary(tiny_mod
     assert labels.shape == (24, 40) and int(labels.max()) < 3
 
 
+def test_a_bf16_segmenter_holds_one_image_tower_and_hashes_its_text_towers_once(
+        tiny_models, monkeypatch):
+    """The float32 text CLIP shares the cast CLIP's image tower (no float32 copy of it); a
+    new vocabulary reads the text cache under the hashes taken at load, not rehashing
+    both towers (on a GPU: copying them to the host) per vocabulary."""
+    import pipeline.clip.text_classifier as text_classifier
+    from pipeline.params import parse_params
+    from pipeline.segment.segmenter import (
+        load_segmenter_models,
+        models_dtype,
+        segmenter_for_names,
+        segmenter_settings,
+    )
+
+    folders = (tiny_models / "proposals", tiny_models / "adapted", tiny_models / "clip_base")
+    models = load_segmenter_models(*folders, text_cache=tiny_models / "cache_once",
+                                   precision="bf16")
+    assert models.text_clip.visual is models.clip.visual and models_dtype(models) == "bfloat16"
+    assert {p.dtype for p in models.text_clip.visual.parameters()} == {torch.bfloat16}
+    assert {p.dtype for n, p in models.text_clip.named_parameters()
+            if not n.startswith("visual.")} == {torch.float32}
+    assert models.text_hashes == (text_classifier.text_tower_hash(models.base_clip),
+                                  text_classifier.text_tower_hash(models.text_clip))
+    settings = segmenter_settings(parse_params({}))
+    first = segmenter_for_names(models, ["sky", "teapot"], settings)
+    hashed = []
+    monkeypatch.setattr(text_classifier, "text_tower_hash", lambda m: hashed.append(m) or "x")
+    again = segmenter_for_names(models, ["sky", "teapot"], settings)  # cache hits
+    other = segmenter_for_names(models, ["saturn v", "dog"], settings)  # computed
+    assert hashed == []
+    assert torch.equal(first.clip_text, again.clip_text) and other.clip_text.shape[0] == 2
+    fp32 = load_segmenter_models(*folders, text_cache=tiny_models / "cache_once")
+    assert models_dtype(fp32) == "float32" and fp32.text_clip is fp32.clip
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_every_network_of_the_segmenter_goes_to_its_device(tiny_models, precision):
     """Both text towers too (torch's `meta` device standing in for a GPU): a new

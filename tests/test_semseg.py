@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.segment.metrics import confusion_matrix, segmentation_scores
+from pipeline.segment.metrics import (
+    check_labels,
+    confusion_counts,
+    confusion_matrix,
+    segmentation_scores,
+)
 from pipeline.segment.two_stage import (
     crop_masks,
     ensemble,
@@ -41,6 +46,40 @@ def test_confusion_matrix_leaves_ignored_pixels_out_and_names_bad_labels():
     assert conf.tolist() == [[0, 1], [0, 0]]
     with pytest.raises(ValueError, match="outside"):
         confusion_matrix(np.array([[0]]), np.array([[7]]), 2)
+
+
+@pytest.mark.parametrize("gt_dtype", [np.uint8, np.int32])
+def test_confusion_counts_of_several_maps_equal_a_count_cell_by_cell(gt_dtype):
+    """The evaluation counts 3 + bottleneck + sweep label maps of an image in one call, on
+    their device; each matrix is the explicit count of (ground truth, prediction) pairs."""
+    rng = np.random.default_rng(3)
+    k, (h, w) = 6, (17, 23)
+    gt = rng.integers(0, k, (h, w)).astype(gt_dtype)
+    gt[rng.random((h, w)) < 0.2] = 255
+    pred = rng.integers(0, k, (4, h, w))
+    counts = confusion_counts(torch.from_numpy(pred), torch.from_numpy(gt), k, 255)
+    assert counts.dtype == torch.long and counts.shape == (4, k, k)
+    for v in range(4):
+        want = np.zeros((k, k), dtype=np.int64)
+        for g, p in zip(gt.ravel(), pred[v].ravel()):
+            if g != 255:
+                want[g, p] += 1
+        assert np.array_equal(counts[v].numpy(), want)
+    assert torch.equal(confusion_counts(torch.from_numpy(pred[1]), torch.from_numpy(gt), k,
+                                        255)[0], counts[1])  # one (H, W) map
+
+
+def test_confusion_counts_read_nothing_back_from_their_device():
+    gt = torch.zeros(5, 7, dtype=torch.uint8, device="meta")
+    counts = confusion_counts(torch.zeros(3, 5, 7, dtype=torch.long, device="meta"), gt, 4)
+    assert counts.device.type == "meta" and counts.shape == (3, 4, 4)
+
+
+def test_a_bad_label_is_named_with_its_file():
+    with pytest.raises(ValueError, match=r"labels/7.png: ground-truth labels outside \[0, 2\) "
+                                         r"and not the ignore label 255: \[7, 9\]"):
+        check_labels(np.array([[0, 7, 255, 9]], dtype=np.uint8), 2, 255, "labels/7.png")
+    check_labels(np.array([[0, 1, 255]], dtype=np.uint8), 2, 255)
 
 
 def test_perfect_prediction_scores_one():

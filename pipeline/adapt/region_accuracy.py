@@ -59,9 +59,9 @@ def split_regions(rows: Iterable, image_dir: Path, label_dir: Path, ignore: int,
 
 def predict(variant: Variant, crops: torch.Tensor, crop_masks: torch.Tensor,
             batch_size: int = 256) -> torch.Tensor:
-    """(N,) predicted class index of each normalised crop."""
+    """(N,) predicted class index of each normalised crop, on the CPU."""
     return crop_cosines(variant.model, crops, crop_masks, variant.text, variant.prompts,
-                        batch_size).argmax(dim=1)
+                        batch_size).argmax(dim=1).cpu()
 
 
 def _batches_of_regions(regions: Iterable[RegionSet], batch_size: int

@@ -48,10 +48,12 @@ def crops_for_clip(model, image: torch.Tensor, masks: torch.Tensor, fill: str = 
 def crop_cosines(model, crops: torch.Tensor, crop_masks: torch.Tensor,
                  text_features: torch.Tensor, prompts: torch.Tensor | None = None,
                  batch_size: int = 64) -> torch.Tensor:
-    """Cosine similarities (N, K) float32, on the CPU, between CLIP features of normalised
-    crops (N, 3, S, S) (with mask prompts, if given) and unit text features (K, D). The
-    crops go to the model's device and dtype a batch at a time; the cosines are float32
-    under any autocast (OVSeg scales them by 100 before the softmax)."""
+    """Cosine similarities (N, K) float32, on the crops' device, between CLIP features of
+    normalised crops (N, 3, S, S) (with mask prompts, if given) and unit text features
+    (K, D). The crops go to the model's device and dtype a batch at a time; the cosines
+    are float32 under any autocast (OVSeg scales them by 100 before the softmax). They
+    stay on the model's device until all batches are queued: a copy to the host per batch
+    would make the host wait for each forward before queuing the next."""
     weight = next(model.parameters())
     out = []
     for i in range(0, len(crops), batch_size):
@@ -60,8 +62,10 @@ def crop_cosines(model, crops: torch.Tensor, crop_masks: torch.Tensor,
         with full_precision(feats.device):
             text = text_features.float().to(feats.device)
             cos = F.normalize(feats.float(), dim=-1) @ text.T  # (B, K)
-        out.append(cos.cpu())
-    return torch.cat(out) if out else torch.zeros(0, len(text_features))
+        out.append(cos)
+    if not out:
+        return torch.zeros(0, len(text_features), device=crops.device)
+    return torch.cat(out).to(crops.device)
 
 
 def classify_masks(model, image: torch.Tensor, masks: torch.Tensor, text_features: torch.Tensor,
@@ -72,12 +76,13 @@ def classify_masks(model, image: torch.Tensor, masks: torch.Tensor, text_feature
 
     image: (3, H, W) float in [0, 1]; masks: (N, H, W) bool; text_features: (K, D) unit
     vectors (`text_classifier`); prompts: (depth, grid*grid, width) mask prompts or None.
-    Returns probs (N, K) float32 (rows of invalid, empty masks are zero) and valid (N,).
+    Returns probs (N, K) float32 (rows of invalid, empty masks are zero) and valid (N,),
+    on the image's device.
     """
     crops, crop_masks, valid = crops_for_clip(model, image, masks, fill, expand_ratio)
-    probs = torch.zeros(len(masks), len(text_features))
+    probs = torch.zeros(len(masks), len(text_features), device=crops.device)
     index = torch.nonzero(valid).flatten()
     cos = crop_cosines(model, crops[index], crop_masks[index], text_features, prompts,
                        batch_size)
-    probs[index.cpu()] = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1)
+    probs[index] = (CLIP_LOGIT_SCALE * cos).softmax(dim=-1)
     return probs, valid

@@ -21,8 +21,17 @@ class Segment:
 def class_masks(labels: np.ndarray, ignore: int = 255) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) label map -> the labelled classes present (N,) int64, in label order, and
     their masks (N, H, W) bool."""
-    classes = np.array([c for c in np.unique(labels) if c != ignore], dtype=np.int64)
+    classes = present_classes(labels, ignore)
     return classes, labels[None] == classes[:, None, None]
+
+
+def present_classes(labels: np.ndarray, ignore: int = 255) -> np.ndarray:
+    """The labelled classes of an (H, W) label map (N,) int64, in label order."""
+    if labels.dtype.kind == "u":  # counting beats sorting (np.unique) for unsigned labels
+        present = np.flatnonzero(np.bincount(labels.ravel()))
+    else:
+        present = np.unique(labels)
+    return present[present != ignore].astype(np.int64)
 
 
 def label_segments(image_id: int, labels: np.ndarray, ignore: int = 255) -> list[Segment]:

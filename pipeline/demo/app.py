@@ -168,9 +168,12 @@ def open_page(proposals_dir: str, adapted_dir: str, base_clip_dir: str, params_p
     from safetensors import SafetensorError
 
     from pipeline.distributed.device import select_device
-    from pipeline.distributed.precision import weights_dtype
     from pipeline.segment.cli import params_or_defaults
-    from pipeline.segment.segmenter import load_segmenter_models, segmenter_settings
+    from pipeline.segment.segmenter import (
+        load_segmenter_models,
+        models_dtype,
+        segmenter_settings,
+    )
 
     params = params_or_defaults(params_path)
     settings = segmenter_settings(params)
@@ -188,8 +191,7 @@ def open_page(proposals_dir: str, adapted_dir: str, base_clip_dir: str, params_p
     except (ValueError, SafetensorError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         missing = f"A model file is unusable ({first}): re-run its stage with {MAKE_MODELS}."
-    dtype = weights_dtype(device, settings.precision, params.eval.dtype)
-    about = (f"Serving {folders} on **{device}** ({dtype}). "
+    about = (f"Serving {folders} on **{device}** ({models_dtype(models)}). "
              if session else f"**No models loaded** from {folders}. ")
     about += "λ re-fuses at once; a new mask threshold re-runs CLIP on the new crops."
     return build_page(DemoPage(session, missing), about, eval_examples(splits_path),

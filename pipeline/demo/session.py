@@ -122,7 +122,7 @@ class DemoSession:
         if clip_key not in self._clip:
             self._clip.put(clip_key, segmenter.classify_proposals([x], logits, mask_logits)[0])
         predictions: MaskPredictions = self._clip[clip_key]
-        labels = predictions.label_maps(ensemble_lambda)[0][self.variant].numpy()  # (h, w)
+        labels = predictions.label_maps(ensemble_lambda)[0][self.variant].cpu().numpy()  # (h, w)
         colours = palette(len(names))
         counts = np.bincount(labels.ravel(), minlength=len(names))
         legend = [LegendRow(int(c), names[c].split(",")[0].strip(),

@@ -24,16 +24,18 @@ from pipeline.data.eval_datasets import (
 from pipeline.data.image_io import read_labels, read_rgb
 from pipeline.data.layouts import IndexRow, Split, iter_index
 from pipeline.data.read_ahead import read_ahead
-from pipeline.data.segments import class_masks
+from pipeline.data.segments import present_classes
 from pipeline.data.validate import BadItems
 from pipeline.distributed.chunks import Chunks
+from pipeline.distributed.transfers import to_device
 from pipeline.proposals.augment import MAX_LONG_SIDE, short_side_shape
 from pipeline.segment.bottleneck import (
     BOTTLENECK_VARIANTS,
+    class_segments,
     oracle_label_map,
     segment_label_map,
 )
-from pipeline.segment.metrics import confusion_matrix, segmentation_scores
+from pipeline.segment.metrics import check_labels, confusion_counts, segmentation_scores
 from pipeline.segment.open_metrics import open_segmentation_scores
 from pipeline.segment.two_stage import mask_probs
 
@@ -106,23 +108,31 @@ def image_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> torc
     return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
 
 
-def bottleneck_label_maps(segmenter, image: np.ndarray, labels: np.ndarray,
-                          mask_logits: torch.Tensor, num_classes: int, ignore: int
-                          ) -> dict[str, np.ndarray]:
-    """OVSeg Figure 1(c)'s two label maps of one image (pipeline/segment/bottleneck.py):
-    its ground-truth segments classified by the segmenter's CLIP on crops of the image at
-    the label map's size, and its proposals (mask logits at any size) labelled by the
-    oracle."""
-    classes, segments = class_masks(labels, ignore)
-    segments = torch.from_numpy(segments)
-    out = {"gt_masks_clip": np.zeros(labels.shape, dtype=np.int64)}
+def bottleneck_label_maps(segmenter, image: np.ndarray, gt: torch.Tensor,
+                          classes: np.ndarray, mask_logits: torch.Tensor, num_classes: int,
+                          ignore: int) -> dict[str, torch.Tensor]:
+    """OVSeg Figure 1(c)'s two (H, W) label maps of one image (pipeline/segment/bottleneck.py)
+    on the ground truth `gt`'s device: its ground-truth segments (of its classes `classes`,
+    `present_classes`) classified by the segmenter's CLIP on crops of the image at the label
+    map's size, and its proposals (mask logits at any size) labelled by the oracle."""
+    classes = to_device(classes, gt.device)
+    out = {"gt_masks_clip": torch.zeros(gt.shape, dtype=torch.long, device=gt.device)}
     if len(classes):
-        probs = segmenter.classify_regions(image_tensor(image, labels.shape), segments)
-        out["gt_masks_clip"] = segment_label_map(labels, classes, probs.argmax(1).numpy(),
+        probs = segmenter.classify_regions(image_tensor(image, tuple(gt.shape)),
+                                           class_segments(gt, classes))
+        out["gt_masks_clip"] = segment_label_map(gt, classes, probs.argmax(1), num_classes,
                                                  ignore)
-    out["proposals_oracle"] = oracle_label_map(mask_probs(mask_logits, labels.shape), labels,
-                                               num_classes, ignore, segmenter.mask_threshold)
+    out["proposals_oracle"] = oracle_label_map(
+        mask_probs(mask_logits.to(gt.device), tuple(gt.shape)), gt, classes, num_classes,
+        ignore, segmenter.mask_threshold)
     return out
+
+
+def label_tensor(labels: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """An (H, W) label map on `device`: uint8 as read (a quarter of the bytes to copy),
+    wider maps (ADE-847's) as int32."""
+    return to_device(labels if labels.dtype in (np.uint8, np.int32) else
+                     labels.astype(np.int32), device)
 
 
 def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_side: int,
@@ -141,37 +151,47 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
     rank, world: only this process's contiguous share of the batches (the batches are the
     same for any process count, so the matrices summed over ranks are one process's).
     read_ahead_batches: batches of files decoded ahead on a thread (the stage: on a GPU,
-    READ_AHEAD_BATCHES, while the networks run; 0 on the CPU); the matrices are the same."""
+    READ_AHEAD_BATCHES, while the networks run; 0 on the CPU); the matrices are the same.
+
+    The label maps are counted where the segmenter made them (issue 31): on a GPU only
+    the first `overlays` images' predictions and the summed matrices, once, come back,
+    instead of 3 + len(sweep) label maps an image, each counted by the host. The files'
+    labels are checked (`check_labels`) as they are read."""
     k = len(ds.classes)
-    conf = {v: np.zeros((k, k), dtype=np.int64)
-            for v in VARIANTS + (BOTTLENECK_VARIANTS if bottleneck else ())}
-    swept = {lam: np.zeros((k, k), dtype=np.int64) for lam in sweep}
+    names = VARIANTS + (BOTTLENECK_VARIANTS if bottleneck else ())
+    counts = torch.zeros(len(names) + len(sweep), k, k, dtype=torch.long)
     panels = []
     batches = Chunks(len(ds.rows), images_per_batch)
 
-    def load(b: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(read_rgb(ds.image_dir / r.file_name), read_labels(ds.label_dir / r.label_file))
-                for r in batches.slice(ds.rows, b)]
+    def load(b: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        out = []
+        for r in batches.slice(ds.rows, b):
+            labels = read_labels(ds.label_dir / r.label_file)
+            check_labels(labels, k, ds.ignore_label, str(ds.label_dir / r.label_file))
+            out.append((read_rgb(ds.image_dir / r.file_name), labels,
+                        present_classes(labels, ds.ignore_label) if bottleneck else None))
+        return out
 
     for loaded in read_ahead(map(load, batches.owned(rank, world)), read_ahead_batches):
         found = segmenter.mask_predictions([image_tensor(resized_image(im, short_side))
-                                            for im, _ in loaded])
-        for (image, labels), masks in zip(loaded, found):
+                                            for im, _, _ in loaded])
+        for (image, labels, classes), masks in zip(loaded, found):
+            counts = counts.to(masks.mask_logits.device)  # where the predictions are
+            gt = label_tensor(labels, counts.device)
             pred, by_lambda = masks.label_maps(segmenter.ensemble_lambda, labels.shape, sweep)
-            pred = {v: m.numpy() for v, m in pred.items()}
-            for v in VARIANTS:
-                conf[v] += confusion_matrix(pred[v], labels, k, ds.ignore_label)
-            for lam, m in by_lambda.items():
-                swept[lam] += confusion_matrix(m.numpy(), labels, k, ds.ignore_label)
+            maps = [pred[v] for v in VARIANTS]
             if bottleneck:
-                for v, m in bottleneck_label_maps(segmenter, image, labels,
-                                                  masks.mask_logits.cpu(), k,
-                                                  ds.ignore_label).items():
-                    conf[v] += confusion_matrix(m, labels, k, ds.ignore_label)
+                maps += bottleneck_label_maps(segmenter, image, gt, classes, masks.mask_logits,
+                                              k, ds.ignore_label).values()
+            maps += [by_lambda[lam] for lam in sweep]
+            counts += confusion_counts(torch.stack(maps), gt, k, ds.ignore_label)
             if len(panels) < overlays:
-                panels.append({"image": image, "gt": labels, **pred})
+                panels.append({"image": image, "gt": labels,
+                               **{v: m.cpu().numpy() for v, m in pred.items()}})
         on_batch(len(loaded))
-    return conf, swept, panels
+    counts = counts.cpu().numpy()
+    return (dict(zip(names, counts[:len(names)])),
+            dict(zip(sweep, counts[len(names):])), panels)
 
 
 def variant_scores(conf: dict[str, np.ndarray], ds: EvalSet,

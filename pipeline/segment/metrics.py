@@ -11,22 +11,47 @@ Pixels whose ground truth is the ignore label are left out of everything.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+def check_labels(gt: np.ndarray, num_classes: int, ignore: int = 255, where: str = "") -> None:
+    """ValueError naming the labels of the (H, W) ground truth `gt` that are neither a class
+    of [0, K) nor the ignore label (`where`: the file, for the message). The evaluation
+    checks each label map on the host as it is read, so that `confusion_counts` on the
+    device reads nothing back."""
+    g = gt[gt != ignore]
+    if g.size and (g.min() < 0 or g.max() >= num_classes):
+        bad = sorted(set(np.unique(g).tolist()) - set(range(num_classes)))
+        raise ValueError(f"{where + ': ' if where else ''}ground-truth labels outside "
+                         f"[0, {num_classes}) and not the ignore label {ignore}: {bad}"
+                         " (wrong class list for this dataset?)")
+
+
+def confusion_counts(pred: torch.Tensor, gt: torch.Tensor, num_classes: int,
+                     ignore: int = 255) -> torch.Tensor:
+    """(V, K, K) int64 counts on the label maps' device, rows = ground-truth class, columns
+    = predicted class, one matrix per label map: pred (V, H, W) or (H, W) integer label
+    maps in [0, K), gt (H, W) with labels in [0, K) or `ignore` (`check_labels`). Nothing is
+    read back: ignored pixels go to a spare cell, dropped after (a boolean selection, or
+    `bincount`'s output size, would wait for the device)."""
+    k = num_classes
+    maps = pred.reshape(-1, *gt.shape[-2:]).long()  # (V, H, W)
+    keep = gt != ignore
+    cells = torch.where(keep, gt.long() * k + maps, k * k).flatten(1)  # (V, H*W)
+    counts = torch.zeros(len(maps), k * k + 1, dtype=torch.long, device=maps.device)
+    counts.scatter_add_(1, cells, torch.ones_like(cells))
+    return counts[:, :-1].reshape(len(maps), k, k)
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int,
                      ignore: int = 255) -> np.ndarray:
-    """(K, K) int64 counts, rows = ground-truth class, columns = predicted class.
-    pred, gt: (H, W) integer label maps; pred must lie in [0, K)."""
-    keep = gt != ignore
-    g, p = gt[keep].astype(np.int64), pred[keep].astype(np.int64)
-    if g.size and (g.min() < 0 or g.max() >= num_classes):
-        raise ValueError(f"ground-truth labels outside [0, {num_classes}) and not the ignore "
-                         f"label {ignore}: {sorted(set(np.unique(g)) - set(range(num_classes)))}"
-                         " (wrong class list for this dataset?)")
-    if p.size and (p.min() < 0 or p.max() >= num_classes):
+    """(K, K) int64 counts of one (H, W) label map on the host, rows = ground-truth class,
+    columns = predicted class (`check_labels`, then `confusion_counts`)."""
+    check_labels(gt, num_classes, ignore)
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise ValueError(f"predicted labels outside [0, {num_classes})")
-    return np.bincount(g * num_classes + p, minlength=num_classes ** 2).reshape(
-        num_classes, num_classes)
+    return confusion_counts(torch.from_numpy(np.array(pred)), torch.from_numpy(np.array(gt)),
+                            num_classes, ignore)[0].numpy()
 
 
 def mean_ious(iou, pos_gt, pos_pred, subset) -> dict:

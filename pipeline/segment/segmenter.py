@@ -55,13 +55,13 @@ class MaskPredictions:
         """({"maskformer" | "clip" | "ensemble": (h, w) int64 label map}, {λ: ensemble
         label map} for each λ of `sweep`), at `size` (h, w) (default: the image's): the
         sigmoid masks resized bilinearly before the fusion (sem_seg_postprocess). The
-        label maps come back on the CPU."""
+        label maps stay on the masks' device (the evaluation counts them there)."""
         masks = mask_probs(self.mask_logits, size)
-        variants = {name: fused_labels(probs, masks[keep]).cpu() for name, (probs, keep) in
+        variants = {name: fused_labels(probs, masks[keep]) for name, (probs, keep) in
                     variant_probs(self.p_maskformer, self.p_clip, self.valid,
                                   ensemble_lambda).items()}
         swept = {lam: fused_labels(ensemble(self.p_maskformer, self.p_clip, self.valid, lam),
-                                   masks).cpu() for lam in sweep}
+                                   masks) for lam in sweep}
         return variants, swept
 
 
@@ -108,17 +108,18 @@ class Segmenter:
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """image (3, H, W) in [0, 1] -> {"maskformer" | "clip" | "ensemble": (H, W) int64
-        label map}."""
+        label map} on the CPU."""
         return self.predict_batch([image])[0]
 
     @torch.no_grad()
     def classify_regions(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """CLIP alone on given masks: image (3, H, W) in [0, 1], masks (N, H, W) bool ->
         (N, K) class probabilities of each mask's crop (zero rows for empty masks), on
-        the CPU."""
+        the segmenter's device."""
         device = self.clip_text.device  # the crops are cut where CLIP runs
         with autocast(device, self.precision):
-            probs, _ = classify_masks(self.clip, image.to(device), masks.to(device),
+            probs, _ = classify_masks(self.clip, to_device(image, device),
+                                      to_device(masks, device),
                                       self.clip_text, self.prompts, self.fill,
                                       batch_size=self.batch_size)
         return probs
@@ -142,8 +143,10 @@ class Segmenter:
     @torch.no_grad()
     def predict_batch(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """`predict` for several images (any sizes): one proposal-net forward for all, and
-        the masked crops of all images through CLIP in shared batches."""
-        return [m.label_maps(self.ensemble_lambda)[0] for m in self.mask_predictions(images)]
+        the masked crops of all images through CLIP in shared batches. The label maps come
+        back on the CPU."""
+        return [{name: m.cpu() for name, m in p.label_maps(self.ensemble_lambda)[0].items()}
+                for p in self.mask_predictions(images)]
 
     @torch.no_grad()
     def mask_predictions(self, images: list[torch.Tensor]) -> list[MaskPredictions]:
@@ -186,7 +189,8 @@ class SegmenterModels:
 
     net: ProposalNet  # on `device`
     base_clip: torch.nn.Module  # float32, for the net's class embeddings (its text space)
-    text_clip: torch.nn.Module  # the adapted CLIP in float32, for the crop classifier's text
+    text_clip: torch.nn.Module  # the adapted CLIP's float32 text tower, for the crop
+    # classifier's text (its image tower is `clip`'s, shared: only `encode_text` runs here)
     clip: torch.nn.Module  # the adapted CLIP cast for inference
     # (all on `device`: a new vocabulary's text features, ADE-847's 12K prompts through
     # two text towers, take seconds on a GPU and minutes on its host)
@@ -195,6 +199,9 @@ class SegmenterModels:
     device: torch.device
     text_cache: Path
     templates: str
+    # (base, adapted) `text_tower_hash`, the text cache's keys: hashed once at load, not
+    # per vocabulary (the demo changes vocabulary; on a GPU each hash copies a tower down)
+    text_hashes: tuple[str, str] = ("", "")
 
 
 def load_segmenter_models(proposals_dir: str | Path = "models/proposals",
@@ -207,12 +214,14 @@ def load_segmenter_models(proposals_dir: str | Path = "models/proposals",
     """The proposal net, the base CLIP and the adapted CLIP with its prompts, on `device`.
     The crops' CLIP takes `dtype`, or bf16 where `precision` runs it under bf16 autocast
     (`weights_dtype`). The text towers stay in float32 (FT and MPT freeze them; the class
-    embeddings are the same whatever dtype the crops run in)."""
+    embeddings are the same whatever dtype the crops run in); the float32 CLIP shares the
+    cast one's image tower instead of keeping its own (1.2 GB for ViT-L/14)."""
     import copy
 
     from pipeline.adapt.adapted_model import load_adapted
     from pipeline.clip.mask_classifier import cast_for_inference
     from pipeline.clip.model import load_clip, tokenizer_for
+    from pipeline.clip.text_classifier import text_tower_hash
     from pipeline.proposals.model import load_proposal_net
 
     device = torch.device(device)
@@ -220,12 +229,20 @@ def load_segmenter_models(proposals_dir: str | Path = "models/proposals",
     base = load_clip(base_clip_dir).eval()
     clip, prompts, _ = load_adapted(adapted_dir)
     clip = clip.eval()
+    hashes = (text_tower_hash(base), text_tower_hash(clip))  # on the host, before the copy
     dtype = weights_dtype(device, precision, dtype)
     image_clip = cast_for_inference(clip if dtype == "float32" else copy.deepcopy(clip), dtype)
+    clip.visual = image_clip.visual
     return SegmenterModels(net.to(device), base.to(device), clip.to(device),
                            image_clip.to(device),
                            None if prompts is None else prompts.to(device),
-                           tokenizer_for(base_clip_dir), device, Path(text_cache), templates)
+                           tokenizer_for(base_clip_dir), device, Path(text_cache), templates,
+                           hashes)
+
+
+def models_dtype(models: SegmenterModels) -> str:
+    """The dtype the crops' CLIP runs in: "float32", or "bfloat16" under bf16 precision."""
+    return str(next(models.clip.visual.parameters()).dtype).removeprefix("torch.")
 
 
 def segmenter_for_names(models: SegmenterModels, class_names: list[str],
@@ -236,10 +253,10 @@ def segmenter_for_names(models: SegmenterModels, class_names: list[str],
     from pipeline.clip.text_classifier import TEMPLATE_SETS, cached_text_classifier
 
     templates = TEMPLATE_SETS[models.templates]
-    net_text = cached_text_classifier(models.base_clip, models.tokenizer, class_names,
-                                      models.text_cache, templates)
-    clip_text = cached_text_classifier(models.text_clip, models.tokenizer, class_names,
-                                       models.text_cache, templates)
+    net_text, clip_text = (cached_text_classifier(model, models.tokenizer, class_names,
+                                                  models.text_cache, templates, text_hash or None)
+                           for model, text_hash in zip((models.base_clip, models.text_clip),
+                                                       models.text_hashes))
     return Segmenter(models.net, net_text.to(models.device), models.clip,
                      clip_text.to(models.device), **dataclasses.asdict(settings),
                      prompts=models.prompts)
