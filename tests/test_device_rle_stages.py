@@ -83,6 +83,10 @@ def test_a_proposal_chunk_with_device_rle_is_byte_identical(tmp_path):
                                    device_rle=on) for on in (False, True)]
     assert counts[0] == counts[1] > 0
     assert (tmp_path / "False.parquet").read_bytes() == (tmp_path / "True.parquet").read_bytes()
+    # the GPU's way whole: run lengths, their strings built on the writer thread
+    assert write_proposal_chunk(tmp_path / "behind.parquet", split, rows, net, text, p,
+                                device_rle=True, write_behind_images=2) == counts[0]
+    assert (tmp_path / "behind.parquet").read_bytes() == (tmp_path / "False.parquet").read_bytes()
 
 
 def test_a_batch_is_handed_on_only_once_the_next_forward_is_queued(tmp_path):

@@ -6,8 +6,10 @@ class-agnostic recall of the labelled segments, seen and unseen classes apart.
 
 On a GPU (issue 31) the masks stay there from the network to the RLE strings (`rle_device`:
 only the counts cross to the host, not 100 x H x W bytes an image) and the next batch's
-images are decoded on a thread while the net runs; on the CPU pycocotools encodes numpy
-masks, which is faster there. The strings, and so the parquet bytes, are the same.
+images are decoded on a thread while the net runs, and the strings and parquet rows are
+built on another (`write_behind`) while the host waits for the net; on the CPU
+pycocotools encodes numpy masks, which is faster there. The strings, and so the parquet
+bytes, are the same.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipeline.data.proposal_table import (
 )
 from pipeline.data.read_ahead import depth_on, read_ahead
 from pipeline.data.segments import label_segments
+from pipeline.data.write_behind import write_behind
 from pipeline.distributed.precision import autocast
 from pipeline.distributed.transfers import to_device
 from pipeline.params import ProposalParams
@@ -36,9 +39,12 @@ from pipeline.proposals.inference import masks_to_image, net_batch
 from pipeline.proposals.model import image_proposals, predict_proposals
 from pipeline.proposals.recall import segment_recall
 
-# Batches of images decoded ahead of the net on a GPU: 2 x 64 images of 640x480 as float
-# tensors are about 470 MB of host memory.
+# Batches of images decoded ahead of the net on a GPU: 2 x 64 images of 640x480 as uint8
+# arrays are about 120 MB of host memory.
 READ_AHEAD_BATCHES = 2
+# Images whose run lengths wait for the writer thread on a GPU (two batches of 64; a few
+# MB: ~100 masks of a few hundred runs each)
+WRITE_BEHIND_IMAGES = 128
 
 
 def _quiet(iterable, desc: str):
@@ -164,12 +170,19 @@ def split_recall(split: Split, rows, seen: tuple[bool, ...], net, text, p: Propo
 
 
 def write_proposal_chunk(path: Path, split: Split, rows, net, text, p: ProposalParams,
-                         device_rle: bool | None = None) -> int:
-    """The proposals of `rows` (one chunk of images) as one parquet file; its row count."""
-    with ProposalWriter(path, p.row_group_size) as writer:
+                         device_rle: bool | None = None, write_behind_images: int | None = None
+                         ) -> int:
+    """The proposals of `rows` (one chunk of images) as one parquet file; its row count.
+    On CUDA (or with `write_behind_images` > 0) the strings and parquet rows are built on a
+    thread, up to WRITE_BEHIND_IMAGES images behind the net (`write_behind`); the file is
+    the same."""
+    if write_behind_images is None:
+        write_behind_images = depth_on(text.device, WRITE_BEHIND_IMAGES)
+    with ProposalWriter(path, p.row_group_size) as writer, \
+            write_behind(writer.add, write_behind_images) as add:
         for _, props in iter_split_proposals(split, rows, net, text, p, "",
                                              device_rle=device_rle):
-            writer.add(props)
+            add(props)
     return writer.rows
 
 
