@@ -157,6 +157,58 @@ def test_rle_on_cuda_gives_pycocotools_strings_and_masks():
     assert back.device.type == "cuda" and np.array_equal(back.cpu().numpy(), masks)
 
 
+def test_evaluation_on_cuda_counts_the_matrices_of_the_cpu(tmp_path):
+    """The same predictions on CUDA: the label maps counted there, with the files read
+    ahead, give the CPU's matrices, sweep and overlays."""
+    import numpy as np
+
+    from pipeline.segment.evaluation import confusion_by_variant
+    from pipeline.segment.segmenter import MaskPredictions
+    from tests.test_eval_protocol import RandomSegmenter, eval_set
+
+    class OnCuda(RandomSegmenter):
+        def mask_predictions(self, images):
+            return [MaskPredictions(*(getattr(m, f).to(CUDA) for f in (
+                "p_maskformer", "p_clip", "valid", "mask_logits")))
+                for m in super().mask_predictions(images)]
+
+    labels = np.random.default_rng(4).integers(0, 4, (12, 20))
+    labels[:2] = 255
+    ds = eval_set(tmp_path, labels, images=5, seen=(True, True, False, False))
+    kw = {"overlays": 2, "sweep": (0.0, 0.5, 1.0)}
+    conf, swept, panels = confusion_by_variant(RandomSegmenter(4, 0.7), ds, 2, 0, **kw)
+    conf2, swept2, panels2 = confusion_by_variant(OnCuda(4, 0.7), ds, 2, 0, **kw,
+                                                  read_ahead_batches=2)
+    assert all(np.array_equal(conf[v], conf2[v]) for v in conf)
+    assert all(np.array_equal(swept[lam], swept2[lam]) for lam in swept)
+    assert all(np.array_equal(a["clip"], b["clip"]) for a, b in zip(panels, panels2))
+
+
+def test_the_bottleneck_variants_are_scored_on_cuda(tmp_path):
+    """evaluate's whole loop with the stage's bf16 segmenter on CUDA and eval.bottleneck:
+    ground-truth segments through CLIP and the oracle, made and counted on the device."""
+    import numpy as np
+
+    from pipeline.proposals.model import ProposalNet, ProposalNetConfig
+    from pipeline.segment.evaluation import confusion_by_variant
+    from pipeline.segment.segmenter import Segmenter
+    from tests.test_eval_protocol import eval_set
+    from tests.test_proposal_inference import settings_at
+
+    torch.manual_seed(0)
+    text = F.normalize(torch.randn(3, 64), dim=-1).to(CUDA)
+    tower = cast_for_inference(tiny_clip(), weights_dtype(CUDA, "bf16")).to(CUDA)
+    seg = Segmenter(ProposalNet(ProposalNetConfig()).eval().to(CUDA), text, tower, text,
+                    **{**settings_at(64), "precision": "bf16"})
+    labels = np.zeros((48, 64), dtype=np.uint8)
+    labels[:, 32:], labels[:8] = 1, 255
+    ds = eval_set(tmp_path, labels, images=3, seen=(True, True, False))
+    conf, swept, _ = confusion_by_variant(seg, ds, 2, 64, overlays=0, sweep=(0.5,),
+                                          bottleneck=True, read_ahead_batches=2)
+    assert set(conf) == {"maskformer", "clip", "ensemble", "gt_masks_clip", "proposals_oracle"}
+    assert all(m.sum() == 3 * 40 * 64 for m in [*conf.values(), *swept.values()])
+
+
 def test_a_proposal_chunk_on_cuda_is_the_same_with_the_masks_encoded_on_the_host(tmp_path):
     from pipeline.data.layouts import Split
     from pipeline.params import ProposalParams
