@@ -83,9 +83,11 @@ def test_a_proposal_chunk_with_device_rle_is_byte_identical(tmp_path):
                                    device_rle=on) for on in (False, True)]
     assert counts[0] == counts[1] > 0
     assert (tmp_path / "False.parquet").read_bytes() == (tmp_path / "True.parquet").read_bytes()
-    # the GPU's way whole: run lengths, their strings built on the writer thread
+    # the GPU's way whole: files decoded by threads, run lengths, their strings built on
+    # the writer thread
     assert write_proposal_chunk(tmp_path / "behind.parquet", split, rows, net, text, p,
-                                device_rle=True, write_behind_images=2) == counts[0]
+                                device_rle=True, write_behind_images=2,
+                                decode_threads=3) == counts[0]
     assert (tmp_path / "behind.parquet").read_bytes() == (tmp_path / "False.parquet").read_bytes()
 
 
@@ -129,3 +131,24 @@ def write_gt_proposals(folder, rows) -> None:
     written_bytes(folder / "part-00000-of-00001.parquet", [
         gt_proposals(r.image_id, read_labels(folder / "labels" / r.label_file))
         for r in rows])
+
+
+def test_images_decoded_by_threads_are_the_images_in_order(tmp_path):
+    """extract_proposals on a GPU decodes each batch's files on DECODE_THREADS threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.data.image_io import encode_jpeg
+    from pipeline.data.layouts import IndexRow
+    from pipeline.proposals.extract import read_images
+
+    rng, shapes = np.random.default_rng(5), [(40, 60), (64, 48), (30, 30), (50, 70), (20, 90)]
+    rows = []
+    for i, (h, w) in enumerate(shapes):
+        (tmp_path / f"{i}.jpg").write_bytes(encode_jpeg(rng.integers(0, 256, (h, w, 3),
+                                                                     dtype=np.uint8)))
+        rows.append(IndexRow(i, f"{i}.jpg", "", h, w))
+    alone = read_images(rows, tmp_path)
+    with ThreadPoolExecutor(3) as pool:
+        threaded = read_images(rows, tmp_path, pool)
+    assert [tuple(t.shape) for t in threaded] == [(3, h, w) for h, w in shapes]
+    assert all(a.dtype == torch.uint8 and torch.equal(a, b) for a, b in zip(alone, threaded))

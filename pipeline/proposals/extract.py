@@ -14,6 +14,8 @@ bytes, are the same.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,10 @@ from pipeline.proposals.recall import segment_recall
 # Batches of images decoded ahead of the net on a GPU: 2 x 64 images of 640x480 as uint8
 # arrays are about 120 MB of host memory.
 READ_AHEAD_BATCHES = 2
+# Threads decoding each batch's files on a GPU: a 640x480 JPEG is ~7 ms of one core
+# (bench_heavy_stages' "host ms"), so at the 150 images/s goal one reader thread alone
+# would be the stage's limit (PIL decodes without the GIL)
+DECODE_THREADS = 4
 # Images whose run lengths wait for the writer thread on a GPU (two batches of 64; a few
 # MB: ~100 masks of a few hundred runs each)
 WRITE_BEHIND_IMAGES = 128
@@ -51,11 +57,17 @@ def _quiet(iterable, desc: str):
     return iterable
 
 
-def read_images(rows, image_dir: Path) -> list[torch.Tensor]:
-    """The rows' images as (3, H, W) uint8 tensors, as decoded: scaled to [0, 1] and
-    resized where the net runs (`proposals_of_images`)."""
-    return [torch.from_numpy(read_rgb(image_dir / r.file_name).copy()).permute(2, 0, 1)
-            for r in rows]
+def read_image(path: Path) -> torch.Tensor:
+    """An image file as a (3, H, W) uint8 tensor, as decoded."""
+    return torch.from_numpy(read_rgb(path).copy()).permute(2, 0, 1)
+
+
+def read_images(rows, image_dir: Path, pool: Executor | None = None) -> list[torch.Tensor]:
+    """The rows' images as (3, H, W) uint8 tensors, as decoded (on `pool`'s threads when
+    given, in order): scaled to [0, 1] and resized where the net runs
+    (`proposals_of_images`)."""
+    paths = [image_dir / r.file_name for r in rows]
+    return list(pool.map(read_image, paths) if pool else map(read_image, paths))
 
 
 def proposals_of_images(net, text, rows, images: list[torch.Tensor], p: ProposalParams,
@@ -110,11 +122,14 @@ def net_proposals(net, text, rows, image_dir: Path, p: ProposalParams,
 
 
 def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc: str,
-                         progress=_quiet, device_rle: bool | None = None):
+                         progress=_quiet, device_rle: bool | None = None,
+                         decode_threads: int | None = None):
     """(index row, proposals) for each row, in batches of `proposals.extract_batch_size`;
-    on CUDA the next batches' images are read on a thread while the net runs. A batch's
-    proposals are handed on only once the next batch's forward is queued: on a GPU the
-    caller builds their strings (`encode_masks` of the run lengths) while the net runs."""
+    on CUDA the next batches' images are read on a thread while the net runs, each
+    batch's files decoded by `decode_threads` threads (default: DECODE_THREADS on CUDA,
+    none elsewhere). A batch's proposals are handed on only once the next batch's forward
+    is queued: on a GPU the caller builds their strings (`encode_masks` of the run
+    lengths) while the net runs."""
     bs = p.extract_batch_size
     batches = (rows[i:i + bs] for i in progress(range(0, len(rows), bs), desc))
     if p.source == "gt":
@@ -124,14 +139,18 @@ def iter_split_proposals(split: Split, rows, net, text, p: ProposalParams, desc:
                 split.ignore_label) for r in batch])
         return
     depth = depth_on(text.device, READ_AHEAD_BATCHES)
+    if decode_threads is None:
+        decode_threads = depth_on(text.device, DECODE_THREADS)
     image_dir = Path(split.image_dir)
-    read = ((batch, read_images(batch, image_dir)) for batch in batches)
-    pending = []
-    for batch, images in read_ahead(read, depth):
-        outputs = net_outputs(net, text, images, p)
+    with ThreadPoolExecutor(decode_threads, "decode") if decode_threads else \
+            nullcontext() as pool:
+        read = ((batch, read_images(batch, image_dir, pool)) for batch in batches)
+        pending = []
+        for batch, images in read_ahead(read, depth):
+            outputs = net_outputs(net, text, images, p)
+            yield from pending
+            pending = list(zip(batch, batch_proposals(batch, *outputs, p, device_rle)))
         yield from pending
-        pending = list(zip(batch, batch_proposals(batch, *outputs, p, device_rle)))
-    yield from pending
 
 
 def recall_counts(split: Split, row, masks: np.ndarray, seen: tuple[bool, ...],
@@ -170,18 +189,19 @@ def split_recall(split: Split, rows, seen: tuple[bool, ...], net, text, p: Propo
 
 
 def write_proposal_chunk(path: Path, split: Split, rows, net, text, p: ProposalParams,
-                         device_rle: bool | None = None, write_behind_images: int | None = None
-                         ) -> int:
+                         device_rle: bool | None = None, write_behind_images: int | None = None,
+                         decode_threads: int | None = None) -> int:
     """The proposals of `rows` (one chunk of images) as one parquet file; its row count.
     On CUDA (or with `write_behind_images` > 0) the strings and parquet rows are built on a
     thread, up to WRITE_BEHIND_IMAGES images behind the net (`write_behind`); the file is
-    the same."""
+    the same. decode_threads: as `iter_split_proposals`."""
     if write_behind_images is None:
         write_behind_images = depth_on(text.device, WRITE_BEHIND_IMAGES)
     with ProposalWriter(path, p.row_group_size) as writer, \
             write_behind(writer.add, write_behind_images) as add:
         for _, props in iter_split_proposals(split, rows, net, text, p, "",
-                                             device_rle=device_rle):
+                                             device_rle=device_rle,
+                                             decode_threads=decode_threads):
             add(props)
     return writer.rows
 
