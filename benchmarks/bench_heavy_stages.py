@@ -399,9 +399,9 @@ def evaluate_row(b: Bench, name: str, images: int) -> list:
     of the presets' eval.batch_size, the three label maps of each image."""
     device = b.device
     segmenter, clip, _ = bench_segmenter(b, name)
-    batch = [torch.rand(3, H, W) for _ in range(images)]
+    batch = [torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(images)]
 
-    def segment():  # the segmenter's own autocast, as in the stage
+    def segment():  # decoded bytes in and the segmenter's own autocast, as in the stage
         return segmenter.predict_batch(batch)
 
     flops = flops_of(segment) / images

@@ -329,6 +329,30 @@ def test_the_segmenter_runs_both_networks_under_its_precision():
         assert labels.dtype == torch.int64 and agree > 0.95, (name, float(agree))
 
 
+def test_the_segmenter_takes_decoded_bytes_and_scales_them_where_it_runs():
+    """evaluate hands the segmenter uint8 images (a quarter of float32's bytes to copy up):
+    the same predictions as the float image in [0, 1], and on `meta` the image goes to
+    the net's device before it is scaled or resized."""
+    from pipeline.proposals.inference import unit_image
+    from pipeline.segment.segmenter import Segmenter
+    from tests.test_proposal_inference import settings_at
+
+    torch.manual_seed(0)
+    net, clip = ProposalNet(ProposalNetConfig()).eval(), create_clip("ovseg-tiny-vit").eval()
+    text = F.normalize(torch.randn(5, 64), dim=-1)
+    seg = Segmenter(net, text, clip, text, **{**settings_at(64), "precision": "fp32"})
+    image = torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8)
+    masks = torch.rand(3, 50, 70) > 0.5
+    as_bytes, as_float = (seg.mask_predictions([im])[0] for im in (image, image.float() / 255))
+    for field in ("p_maskformer", "p_clip", "valid", "mask_logits"):
+        assert torch.equal(getattr(as_bytes, field), getattr(as_float, field)), field
+    assert torch.equal(seg.classify_regions(image, masks),
+                       seg.classify_regions(image.float() / 255, masks))
+    up = unit_image(image, "meta")
+    assert up.device.type == "meta" and up.dtype == torch.float32
+    assert unit_image(torch.rand(3, 4, 4), "cpu").dtype == torch.float32
+
+
 # devices and processes
 
 @pytest.fixture

@@ -35,9 +35,8 @@ from pipeline.data.read_ahead import depth_on, read_ahead
 from pipeline.data.segments import label_segments
 from pipeline.data.write_behind import write_behind
 from pipeline.distributed.precision import autocast
-from pipeline.distributed.transfers import to_device
 from pipeline.params import ProposalParams
-from pipeline.proposals.inference import masks_to_image, net_batch
+from pipeline.proposals.inference import masks_to_image, net_batch, unit_image
 from pipeline.proposals.model import image_proposals, predict_proposals
 from pipeline.proposals.recall import segment_recall
 
@@ -90,8 +89,8 @@ def net_outputs(net, text, images: list[torch.Tensor], p: ProposalParams
     images, and each image's size at the net's input: queued on the device, nothing read
     back (`proposals_of_images`)."""
     device = text.device
-    x, sizes = net_batch([to_device(im, device).float().div(255) for im in images],
-                         p.short_side, p.size_divisor)
+    x, sizes = net_batch([unit_image(im, device) for im in images], p.short_side,
+                         p.size_divisor)
     with autocast(device, p.precision):  # (no_grad inside)
         logits, scores = predict_proposals(net, x, text)  # scores: float32
     return logits, scores, sizes

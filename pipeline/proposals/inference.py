@@ -16,6 +16,13 @@ from pipeline.proposals.model import IMAGENET_MEAN
 MASK_STRIDE = 4  # the net's mask logits are at 1/4 of its input
 
 
+def unit_image(image: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A (3, H, W) image on `device` as float in [0, 1]: a uint8 image (as decoded) goes up
+    as bytes, a quarter of float32's, and is scaled there; a float image as it is."""
+    image = to_device(image, device)
+    return image.float().div(255) if image.dtype == torch.uint8 else image
+
+
 def net_batch(images: list[torch.Tensor], short_side: int, size_divisor: int
               ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """(3, H, W) images in [0, 1] -> (batch (B, 3, Hp, Wp), each image's resized (h, w)),

@@ -101,11 +101,11 @@ def resized_image(image: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def image_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, h, w) float in [0, 1], resized bilinearly to `size` (h, w)
-    when given and different."""
+    """(H, W, 3) uint8 -> (3, h, w) uint8, resized bilinearly to `size` (h, w) when given
+    and different; the segmenter scales it to [0, 1] on its device."""
     if size is not None and tuple(size) != image.shape[:2]:
         image = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR))
-    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(image.copy()).permute(2, 0, 1)
 
 
 def bottleneck_label_maps(segmenter, image: np.ndarray, gt: torch.Tensor,
@@ -163,19 +163,21 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
     panels = []
     batches = Chunks(len(ds.rows), images_per_batch)
 
-    def load(b: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def load(b: int) -> list[tuple]:
+        """(image, its tensor at short_side, label map, its classes or None) of each row of
+        batch b: the host's share of the work, on the reader thread when there is one."""
         out = []
         for r in batches.slice(ds.rows, b):
             labels = read_labels(ds.label_dir / r.label_file)
             check_labels(labels, k, ds.ignore_label, str(ds.label_dir / r.label_file))
-            out.append((read_rgb(ds.image_dir / r.file_name), labels,
+            image = read_rgb(ds.image_dir / r.file_name)
+            out.append((image, image_tensor(resized_image(image, short_side)), labels,
                         present_classes(labels, ds.ignore_label) if bottleneck else None))
         return out
 
     for loaded in read_ahead(map(load, batches.owned(rank, world)), read_ahead_batches):
-        found = segmenter.mask_predictions([image_tensor(resized_image(im, short_side))
-                                            for im, _, _ in loaded])
-        for (image, labels, classes), masks in zip(loaded, found):
+        found = segmenter.mask_predictions([x for _, x, _, _ in loaded])
+        for (image, _, labels, classes), masks in zip(loaded, found):
             counts = counts.to(masks.mask_logits.device)  # where the predictions are
             gt = label_tensor(labels, counts.device)
             pred, by_lambda = masks.label_maps(segmenter.ensemble_lambda, labels.shape, sweep)

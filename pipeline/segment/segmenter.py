@@ -20,7 +20,7 @@ from pipeline.clip.mask_classifier import (
 from pipeline.distributed.precision import autocast, weights_dtype
 from pipeline.distributed.transfers import to_device
 from pipeline.params import Params
-from pipeline.proposals.inference import masks_to_image, net_batch
+from pipeline.proposals.inference import masks_to_image, net_batch, unit_image
 from pipeline.proposals.model import ProposalNet, class_logits
 from pipeline.segment.two_stage import (
     crop_masks,
@@ -113,12 +113,12 @@ class Segmenter:
 
     @torch.no_grad()
     def classify_regions(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """CLIP alone on given masks: image (3, H, W) in [0, 1], masks (N, H, W) bool ->
-        (N, K) class probabilities of each mask's crop (zero rows for empty masks), on
-        the segmenter's device."""
+        """CLIP alone on given masks: image (3, H, W) in [0, 1] or uint8, masks (N, H, W)
+        bool -> (N, K) class probabilities of each mask's crop (zero rows for empty masks),
+        on the segmenter's device."""
         device = self.clip_text.device  # the crops are cut where CLIP runs
         with autocast(device, self.precision):
-            probs, _ = classify_masks(self.clip, to_device(image, device),
+            probs, _ = classify_masks(self.clip, unit_image(image, device),
                                       to_device(masks, device),
                                       self.clip_text, self.prompts, self.fill,
                                       batch_size=self.batch_size)
@@ -127,11 +127,12 @@ class Segmenter:
     @torch.no_grad()
     def net_outputs(self, images: list[torch.Tensor]
                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(3, H, W) images in [0, 1] -> the proposal net's class logits (B, Q, K + 1) over
-        the vocabulary, and each image's (Q, H, W) mask logits at its own size (one
-        forward for all; inference.py's resize and padding), on the net's device."""
+        """(3, H, W) images in [0, 1] (or uint8, scaled on the device) -> the proposal net's
+        class logits (B, Q, K + 1) over the vocabulary, and each image's (Q, H, W) mask
+        logits at its own size (one forward for all; inference.py's resize and padding),
+        on the net's device."""
         device = self.net_text.device  # resized there (on a GPU, not on its host)
-        x, sizes = net_batch([to_device(im, device) for im in images], self.short_side,
+        x, sizes = net_batch([unit_image(im, device) for im in images], self.short_side,
                              self.size_divisor)
         with autocast(device, self.precision):
             out = self.net(x)[-1]
@@ -150,8 +151,8 @@ class Segmenter:
 
     @torch.no_grad()
     def mask_predictions(self, images: list[torch.Tensor]) -> list[MaskPredictions]:
-        """(3, H, W) images in [0, 1] -> each image's per-mask probabilities and masks: one
-        proposal-net forward for all, the masked crops of all through CLIP in shared
+        """(3, H, W) images in [0, 1] or uint8 -> each image's per-mask probabilities and
+        masks: one proposal-net forward for all, the masked crops of all through CLIP in shared
         batches (CLIP runs once per mask, whatever λ the label maps use later)."""
         return self.classify_proposals(images, *self.net_outputs(images))
 
@@ -164,7 +165,7 @@ class Segmenter:
         device = self.clip_text.device  # the crops are cut where CLIP runs
         per_image = []
         for b, (image, mask_logits) in enumerate(zip(images, all_mask_logits)):
-            crops, masks, valid = crops_for_clip(self.clip, to_device(image, device), crop_masks(
+            crops, masks, valid = crops_for_clip(self.clip, unit_image(image, device), crop_masks(
                 mask_logits, self.mask_threshold).to(device), self.fill)
             per_image.append((maskformer_probs(logits[b]).float().to(device),
                               mask_logits.to(device), crops[valid], masks[valid], valid))
