@@ -38,6 +38,9 @@ parquet columns (extract), the strings parsed into counts (mine), the JPEG, PNG 
 members (write_shards). It is measured on any machine, so it shows progress on the host
 side without a GPU; the note gives the same work with pycocotools on host masks (the
 CPU path, and the GPU path before issue 31).
+The "goal (GPU)" column is issue 31's goal for the row per H200-class GPU under bf16 (a
+rate, or an MFU against --peak-tflops), and "vs goal" the measured rate or MFU over it,
+on CUDA only.
 The "full min" column projects the stage at full scale from the rate measured, on --gpus
 devices like this one (`compute.processes` = --gpus): COCO's 118K images (100 proposals
 each, so ~12M crops to mine; ~5 pairs each to shard), ADE20K-150's 2000 for evaluate,
@@ -120,6 +123,29 @@ PAIRINGS = {"R101c + ViT-B/16": ("R101c + ViT-B/16 text (512)", 512, "ViT-B-16")
             "Swin-B + ViT-L/14": ("Swin-B + ViT-L/14 text (512)", 640, "ViT-L-14")}
 
 
+# Issue 31's goals per H200-class GPU under bf16, by stage and the start of a row's
+# setting: a rate in the row's unit per second, or an MFU against the datasheet peak
+GOALS = {("extract_proposals", "R101c"): ("rate", 150),
+         ("extract_proposals", "Swin-B"): ("rate", 80),
+         ("mine_pairs", "ViT-B-16"): ("rate", 10_000),
+         ("mine_pairs", "ViT-L-14"): ("rate", 4000),
+         ("evaluate", "R101c"): ("rate", 50),
+         ("evaluate", "Swin-B"): ("rate", 25),
+         ("finetune", "ViT-L-14"): ("mfu", 0.40),
+         ("train_proposals", "R101c"): ("mfu", 0.25),
+         ("train_proposals", "Swin-B"): ("mfu", 0.25)}
+
+
+def goal_of(stage: str, setting: str, unit: str) -> tuple[str, str, float] | None:
+    """(the goal as text, "rate" or "mfu", its value) of a row, None where the issue set
+    none."""
+    for (goal_stage, start), (kind, value) in GOALS.items():
+        if stage == goal_stage and setting.startswith(start):
+            text = f"{value:g} {unit}/s" if kind == "rate" else f"{value:.0%} MFU"
+            return text, kind, value
+    return None
+
+
 @dataclass
 class Bench:
     device: str
@@ -160,10 +186,16 @@ class Bench:
     def row(self, stage: str, setting: str, unit: str, rate: float, flops_per_item: float,
             achieved: float, note: str, full_items: int, host_seconds: float) -> list:
         nan = float("nan")
+        mfu = achieved / (self.peak_tflops * 1e12) if self.peak_tflops and achieved else nan
+        goal, vs_goal = "", nan
+        if (found := goal_of(stage, setting, unit)) is not None:
+            goal, kind, value = found
+            if self.device == "cuda":  # the goals are a GPU's; a CPU's ratio means nothing
+                vs_goal = (rate if kind == "rate" else mfu) / value
         return [stage, setting, f"{rate:.4g} {unit}/s", flops_per_item / 1e9, achieved / 1e12,
-                achieved / self.baseline if achieved else nan,
-                achieved / (self.peak_tflops * 1e12) if self.peak_tflops and achieved else nan,
-                host_seconds * 1e3, full_items / (rate * self.devices) / 60, note]
+                achieved / self.baseline if achieved else nan, mfu,
+                host_seconds * 1e3, goal, vs_goal, full_items / (rate * self.devices) / 60,
+                note]
 
 
 def host_cpu(fn, repeats: int) -> float:
@@ -605,7 +637,7 @@ def main(argv=None) -> None:
           f"matmul baseline {b.baseline / 1e12:.3g} TFLOP/s; full scale on {b.devices} "
           "such device(s)",
           ["stage", "setting", "rate", "GFLOP/item", "TFLOP/s", "vs matmul", "MFU (peak)",
-           "host ms", "full min", "note"], rows)
+           "host ms", "goal (GPU)", "vs goal", "full min", "note"], rows)
     print(f"\n({time.time() - t0:.0f} s)")
 
 
