@@ -152,3 +152,25 @@ def test_images_decoded_by_threads_are_the_images_in_order(tmp_path):
         threaded = read_images(rows, tmp_path, pool)
     assert [tuple(t.shape) for t in threaded] == [(3, h, w) for h, w in shapes]
     assert all(a.dtype == torch.uint8 and torch.equal(a, b) for a, b in zip(alone, threaded))
+
+
+def test_a_chunk_of_ground_truth_proposals_needs_no_net(tmp_path):
+    """proposals.source gt (the oracle runs): the stage passes no net and no text; the chunk
+    holds each labelled segment of each image, written without a writer thread."""
+    import pyarrow.parquet as pq
+
+    from pipeline.data.image_io import encode_png
+    from pipeline.data.layouts import IndexRow
+    from pipeline.proposals.extract import write_proposal_chunk
+
+    labels = np.zeros((20, 30), dtype=np.uint8)
+    labels[:, 15:], labels[:4] = 2, 255
+    rows = []
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(encode_png(labels))
+        rows.append(IndexRow(i, f"{i}.png", f"{i}.png", 20, 30))
+    split = Split("train", "train", str(tmp_path), str(tmp_path), "", "")
+    p = ProposalParams(source="gt", extract_batch_size=2)
+    assert write_proposal_chunk(tmp_path / "gt.parquet", split, rows, None, None, p) == 6
+    assert pq.read_table(tmp_path / "gt.parquet").column("image_id").to_pylist() == \
+        [0, 0, 1, 1, 2, 2]

@@ -27,7 +27,7 @@ def class_masks(labels: np.ndarray, ignore: int = 255) -> tuple[np.ndarray, np.n
 
 def present_classes(labels: np.ndarray, ignore: int = 255) -> np.ndarray:
     """The labelled classes of an (H, W) label map (N,) int64, in label order."""
-    if labels.dtype.kind == "u":  # counting beats sorting (np.unique) for unsigned labels
+    if labels.dtype.kind == "u" and labels.itemsize <= 2:  # counting beats sorting
         present = np.flatnonzero(np.bincount(labels.ravel()))
     else:
         present = np.unique(labels)

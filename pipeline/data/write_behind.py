@@ -72,6 +72,11 @@ def write_behind(consume: Callable[[Item], object], depth: int
                 break
             except queue.Full:
                 continue
-        writer.join()
+        try:
+            writer.join()
+        except BaseException:  # (Ctrl-C while waiting) the item in hand ends first, so
+            stop.set()  # the caller's cleanup never meets a write half done
+            writer.join()
+            raise
     if failed:
         raise failed[0]

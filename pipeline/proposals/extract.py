@@ -50,6 +50,8 @@ DECODE_THREADS = 4
 # Images whose run lengths wait for the writer thread on a GPU (two batches of 64; a few
 # MB: ~100 masks of a few hundred runs each)
 WRITE_BEHIND_IMAGES = 128
+# ... and where full masks wait instead (device RLE off): ~30 MB an image
+WRITE_BEHIND_MASKS = 2
 
 
 def _quiet(iterable, desc: str):
@@ -194,8 +196,11 @@ def write_proposal_chunk(path: Path, split: Split, rows, net, text, p: ProposalP
     On CUDA (or with `write_behind_images` > 0) the strings and parquet rows are built on a
     thread, up to WRITE_BEHIND_IMAGES images behind the net (`write_behind`); the file is
     the same. decode_threads: as `iter_split_proposals`."""
-    if write_behind_images is None:
-        write_behind_images = depth_on(text.device, WRITE_BEHIND_IMAGES)
+    if write_behind_images is None:  # (no net: the ground truth's proposals, on the CPU)
+        run_lengths = device_rle if device_rle is not None else (
+            text is not None and rle_device.used_on(text.device))
+        write_behind_images = 0 if text is None else depth_on(
+            text.device, WRITE_BEHIND_IMAGES if run_lengths else WRITE_BEHIND_MASKS)
     with ProposalWriter(path, p.row_group_size) as writer, \
             write_behind(writer.add, write_behind_images) as add:
         for _, props in iter_split_proposals(split, rows, net, text, p, "",

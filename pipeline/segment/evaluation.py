@@ -183,8 +183,9 @@ def confusion_by_variant(segmenter, ds: EvalSet, images_per_batch: int, short_si
             pred, by_lambda = masks.label_maps(segmenter.ensemble_lambda, labels.shape, sweep)
             maps = [pred[v] for v in VARIANTS]
             if bottleneck:
-                maps += bottleneck_label_maps(segmenter, image, gt, classes, masks.mask_logits,
-                                              k, ds.ignore_label).values()
+                found_maps = bottleneck_label_maps(segmenter, image, gt, classes,
+                                                   masks.mask_logits, k, ds.ignore_label)
+                maps += [found_maps[v] for v in BOTTLENECK_VARIANTS]
             maps += [by_lambda[lam] for lam in sweep]
             counts += confusion_counts(torch.stack(maps), gt, k, ds.ignore_label)
             if len(panels) < overlays:

@@ -39,7 +39,8 @@ def confusion_counts(pred: torch.Tensor, gt: torch.Tensor, num_classes: int,
     keep = gt != ignore
     cells = torch.where(keep, gt.long() * k + maps, k * k).flatten(1)  # (V, H*W)
     counts = torch.zeros(len(maps), k * k + 1, dtype=torch.long, device=maps.device)
-    counts.scatter_add_(1, cells, torch.ones_like(cells))
+    counts.scatter_add_(1, cells, torch.ones(1, dtype=torch.long, device=maps.device)
+                        .expand_as(cells))  # (no (V, H*W) tensor of ones)
     return counts[:, :-1].reshape(len(maps), k, k)
 
 
@@ -50,8 +51,9 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int,
     check_labels(gt, num_classes, ignore)
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise ValueError(f"predicted labels outside [0, {num_classes})")
-    return confusion_counts(torch.from_numpy(np.array(pred)), torch.from_numpy(np.array(gt)),
-                            num_classes, ignore)[0].numpy()
+    return confusion_counts(torch.from_numpy(np.asarray(pred, dtype=np.int64)),
+                            torch.from_numpy(np.asarray(gt, dtype=np.int64)), num_classes,
+                            ignore)[0].numpy()
 
 
 def mean_ious(iou, pos_gt, pos_pred, subset) -> dict:
