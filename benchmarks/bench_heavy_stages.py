@@ -372,6 +372,18 @@ def mining_files(folder: Path, images: int, per_image: int) -> tuple[list, Split
                        "")
 
 
+def wall_and_cpu(run, warm_up, device: str) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (every thread) of one call of a stage's loop, `run`,
+    after `warm_up` (cuDNN, the allocator, a compile). The loop ends with a read-back,
+    which waits for the device."""
+    warm_up()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def mine_loop_row(b: Bench, arch: str, images: int, per_image: int) -> list:
     """`mine_pairs` end to end over files (`mining_files`), as the stage calls it: the
     params' 512-crop batches and precision, the image tower cast as stages/mine_pairs
@@ -394,12 +406,7 @@ def mine_loop_row(b: Bench, arch: str, images: int, per_image: int) -> list:
             return mine_pairs(model, text, lemmas, nouns, {"dog": 1, "grass": 0}, part, split,
                               p, Path(tmp) / "proposals")
 
-        mine(rows[:1])
-        if device == "cuda":
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter(), time.process_time()
-        mine(rows)  # (the last read-back waits for the device)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = wall_and_cpu(lambda: mine(rows), lambda: mine(rows[:1]), device)
     crops = images * per_image
     return b.row("mine_pairs", f"{arch}{compiled}, stage loop, {images} x {per_image}",
                  "crops", crops / wall, flops_per_crop, flops_per_crop * crops / wall,
@@ -470,12 +477,7 @@ def evaluate_loop_row(b: Bench, name: str, images: int, per_batch: int) -> list:
 
         flops = flops_of(lambda: evaluate(rows[:1]))
         compiled = b.clip_tower(clip)
-        evaluate(rows[:1])
-        if device == "cuda":
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter(), time.process_time()
-        evaluate(rows)  # (the matrices' read-back at its end waits for the device)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = wall_and_cpu(lambda: evaluate(rows), lambda: evaluate(rows[:1]), device)
     return b.row("evaluate", f"{name}{compiled}, stage loop, {images} images", "images",
                  images / wall, flops, flops * images / wall,
                  f"files, {len(p.lambda_sweep)} λ, bottleneck {p.bottleneck}; host ms: every "

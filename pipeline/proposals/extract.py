@@ -196,11 +196,9 @@ def write_proposal_chunk(path: Path, split: Split, rows, net, text, p: ProposalP
     On CUDA (or with `write_behind_images` > 0) the strings and parquet rows are built on a
     thread, up to WRITE_BEHIND_IMAGES images behind the net (`write_behind`); the file is
     the same. decode_threads: as `iter_split_proposals`."""
-    if write_behind_images is None:  # (no net: the ground truth's proposals, on the CPU)
-        run_lengths = device_rle if device_rle is not None else (
-            text is not None and rle_device.used_on(text.device))
-        write_behind_images = 0 if text is None else depth_on(
-            text.device, WRITE_BEHIND_IMAGES if run_lengths else WRITE_BEHIND_MASKS)
+    if write_behind_images is None:
+        write_behind_images = 0 if text is None else depth_on(  # (no net: gt proposals)
+            text.device, WRITE_BEHIND_MASKS if device_rle is False else WRITE_BEHIND_IMAGES)
     with ProposalWriter(path, p.row_group_size) as writer, \
             write_behind(writer.add, write_behind_images) as add:
         for _, props in iter_split_proposals(split, rows, net, text, p, "",

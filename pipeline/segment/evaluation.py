@@ -37,6 +37,7 @@ from pipeline.segment.bottleneck import (
 )
 from pipeline.segment.metrics import check_labels, confusion_counts, segmentation_scores
 from pipeline.segment.open_metrics import open_segmentation_scores
+from pipeline.segment.segmenter import image_tensor
 from pipeline.segment.two_stage import mask_probs
 
 VARIANTS = ("maskformer", "clip", "ensemble")
@@ -100,12 +101,11 @@ def resized_image(image: np.ndarray, short_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
-def image_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, h, w) uint8, resized bilinearly to `size` (h, w) when given
-    and different; the segmenter scales it to [0, 1] on its device."""
-    if size is not None and tuple(size) != image.shape[:2]:
-        image = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR))
-    return torch.from_numpy(image.copy()).permute(2, 0, 1)
+def image_at(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 image resized bilinearly to `size` (h, w) when different."""
+    if tuple(size) == image.shape[:2]:
+        return image
+    return np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR))
 
 
 def bottleneck_label_maps(segmenter, image: np.ndarray, gt: torch.Tensor,
@@ -118,7 +118,7 @@ def bottleneck_label_maps(segmenter, image: np.ndarray, gt: torch.Tensor,
     classes = to_device(classes, gt.device)
     out = {"gt_masks_clip": torch.zeros(gt.shape, dtype=torch.long, device=gt.device)}
     if len(classes):
-        probs = segmenter.classify_regions(image_tensor(image, tuple(gt.shape)),
+        probs = segmenter.classify_regions(image_tensor(image_at(image, tuple(gt.shape))),
                                            class_segments(gt, classes))
         out["gt_masks_clip"] = segment_label_map(gt, classes, probs.argmax(1), num_classes,
                                                  ignore)

@@ -33,8 +33,9 @@ from pipeline.segment.two_stage import (
 
 
 def image_tensor(image) -> torch.Tensor:
-    """(H, W, 3) uint8 array -> (3, H, W) float tensor in [0, 1], as the segmenter takes."""
-    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+    """(H, W, 3) uint8 array -> (3, H, W) uint8 tensor, as decoded: the segmenter scales it
+    to [0, 1] on its device (a quarter of float32's bytes go up)."""
+    return torch.from_numpy(image.copy()).permute(2, 0, 1)
 
 
 @dataclass
@@ -202,7 +203,7 @@ class SegmenterModels:
     templates: str
     # (base, adapted) `text_tower_hash`, the text cache's keys: hashed once at load, not
     # per vocabulary (the demo changes vocabulary; on a GPU each hash copies a tower down)
-    text_hashes: tuple[str, str] = ("", "")
+    text_hashes: tuple[str, str]
 
 
 def load_segmenter_models(proposals_dir: str | Path = "models/proposals",
@@ -255,7 +256,7 @@ def segmenter_for_names(models: SegmenterModels, class_names: list[str],
 
     templates = TEMPLATE_SETS[models.templates]
     net_text, clip_text = (cached_text_classifier(model, models.tokenizer, class_names,
-                                                  models.text_cache, templates, text_hash or None)
+                                                  models.text_cache, templates, text_hash)
                            for model, text_hash in zip((models.base_clip, models.text_clip),
                                                        models.text_hashes))
     return Segmenter(models.net, net_text.to(models.device), models.clip,
